@@ -1,0 +1,240 @@
+"""DPoP proofs (RFC 9449): creation by the agent and verification by a server."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from agentiam.jose._base64url import b64url_encode
+from agentiam.jose.errors import (
+    DPoPProofError,
+    DPoPReplayError,
+    InvalidSignatureError,
+)
+from agentiam.jose.jws import (
+    _check_header,
+    _decode_json_object,
+    _decode_part,
+    _parse_json_object,
+    _split,
+    sign_jws_with_header,
+    verify_signature,
+)
+from agentiam.jose.keys import (
+    ALLOWED_ALGORITHMS,
+    SigningKey,
+    VerificationKey,
+    jwk_thumbprint,
+    public_key_to_jwk,
+)
+from agentiam.jose.replay import ReplayCache
+
+DPOP_TYP = "dpop+jwt"
+DPOP_HEADER: frozenset[str] = frozenset({"alg", "typ", "jwk"})
+MAX_JTI_LENGTH = 256
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class DPoPProof:
+    """A verified DPoP proof: the key's thumbprint and JWK, and the claims checked."""
+
+    jkt: str
+    jti: str
+    iat: float
+    jwk: dict[str, str]
+    htm: str
+    htu: str
+    ath: str | None
+    nonce: str | None
+
+
+def access_token_hash(access_token: str) -> str:
+    """Return the ``ath`` value of a token: base64url SHA-256 of its ASCII text."""
+    return b64url_encode(hashlib.sha256(access_token.encode("ascii")).digest())
+
+
+def normalize_htu(uri: str) -> str:
+    """Normalize an HTTP URI for the ``htu`` comparison (RFC 9449 section 4.3).
+
+    The query and fragment are dropped, the scheme and host are lowercased, a
+    default port is removed and an empty path becomes '/'.
+    """
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as err:
+        raise DPoPProofError(f"DPoP htu {uri!r} is not a valid URI") from err
+
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}{parts.path or '/'}"
+
+
+def create_dpop_proof(
+    key: SigningKey,
+    *,
+    htm: str,
+    htu: str,
+    now: float,
+    access_token: str | None = None,
+    nonce: str | None = None,
+) -> str:
+    """Create a DPoP proof for one request, signed by ``key``, its JWK in the header.
+
+    The ``htu`` is sent without query and fragment, ``iat`` is ``now`` in whole
+    seconds, and ``ath`` is added when an access token is given.
+    """
+    claims: dict[str, Any] = {
+        "jti": b64url_encode(secrets.token_bytes(16)),
+        "htm": htm,
+        "htu": normalize_htu(htu),
+        "iat": int(now),
+    }
+    if access_token is not None:
+        claims["ath"] = access_token_hash(access_token)
+    if nonce is not None:
+        claims["nonce"] = nonce
+
+    jwk = public_key_to_jwk(key.private_key.public_key())
+    header = {"typ": DPOP_TYP, "jwk": jwk}
+    return sign_jws_with_header(claims, key, header)
+
+
+def _string_claim(claims: dict[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise DPoPProofError(f"DPoP proof claim {name!r} is missing or not a string")
+    return value
+
+
+def _check_time(iat: Any, *, now: float, max_age: float, leeway: float) -> float:
+    if isinstance(iat, bool) or not isinstance(iat, int | float):
+        raise DPoPProofError("DPoP proof claim 'iat' is missing or not a number")
+    if iat > now + leeway:
+        raise DPoPProofError(
+            f"DPoP proof iat {iat} is in the future (now {now:.0f}, leeway {leeway} s)"
+        )
+    if iat < now - max_age:
+        raise DPoPProofError(
+            f"DPoP proof iat {iat} is older than {max_age} s (now {now:.0f})"
+        )
+    return float(iat)
+
+
+def _verify_proof_key(
+    proof: str, header: dict[str, Any], alg: str
+) -> tuple[VerificationKey, dict[str, Any]]:
+    """Import the header ``jwk``, check the signature with it, return key and claims."""
+    jwk = header.get("jwk")
+    if not isinstance(jwk, dict):
+        raise DPoPProofError("DPoP proof header 'jwk' is missing or not an object")
+    key = VerificationKey.from_jwk(jwk, kid="dpop")
+    if key.alg != alg:
+        raise DPoPProofError(f"DPoP proof alg {alg!r} does not match its jwk")
+
+    header_part, payload_part, signature_part = _split(proof)
+    payload = _decode_part(payload_part, "payload")
+    signature = _decode_part(signature_part, "signature")
+    signing_input = f"{header_part}.{payload_part}".encode("ascii")
+    if not verify_signature(alg, key.public_key, signing_input, signature):
+        raise InvalidSignatureError("DPoP proof signature is invalid for its jwk")
+    return key, _parse_json_object(payload, "payload")
+
+
+def verify_dpop_proof(
+    proof: str,
+    *,
+    htm: str,
+    htu: str,
+    now: float,
+    access_token: str | None = None,
+    max_age: float = 60,
+    replay: ReplayCache,
+    leeway: float = 30,
+    nonce: str | None = None,
+    algorithms: frozenset[str] = ALLOWED_ALGORITHMS,
+) -> DPoPProof:
+    """Verify a DPoP proof for one request (RFC 9449 section 4.3).
+
+    The checks run in this order:
+
+    1. the JWS shape, ``typ`` ``dpop+jwt`` and ``alg``;
+    2. the header members, which are only ``alg``, ``typ`` and a public ``jwk``;
+    3. the signature by that jwk;
+    4. ``htm``, and ``htu`` without query and fragment;
+    5. ``iat`` no older than ``max_age`` and not later than ``now + leeway``;
+    6. ``ath`` when an access token is given, ``nonce`` when one is expected;
+    7. last the ``jti`` against ``replay``, so a rejected proof keeps its ``jti``.
+
+    NOTE: an ``ath`` in a proof checked without an access token is not compared,
+    because such a proof is sent to ``/token`` where no access token is bound.
+
+    Raises:
+        DPoPReplayError: the ``jti`` was already used.
+        JOSEError: another subclass naming the check that failed.
+    """
+    header_part, _, _ = _split(proof)
+    header = _decode_json_object(header_part, "header")
+    alg = _check_header(
+        header, typ=DPOP_TYP, algorithms=algorithms, allowed_header=DPOP_HEADER
+    )
+    key, claims = _verify_proof_key(proof, header, alg)
+    jwk_public = public_key_to_jwk(key.public_key)
+
+    proof_htm = _string_claim(claims, "htm")
+    if proof_htm != htm:
+        raise DPoPProofError(f"DPoP proof htm {proof_htm!r} is not {htm!r}")
+    proof_htu = _string_claim(claims, "htu")
+    if normalize_htu(proof_htu) != normalize_htu(htu):
+        raise DPoPProofError(
+            f"DPoP proof htu {proof_htu!r} does not match {normalize_htu(htu)!r}"
+        )
+    iat = _check_time(claims.get("iat"), now=now, max_age=max_age, leeway=leeway)
+
+    ath = claims.get("ath")
+    if access_token is not None:
+        if ath is None:
+            raise DPoPProofError("DPoP proof is missing 'ath' for the access token")
+        if not isinstance(ath, str) or not secrets.compare_digest(
+            ath, access_token_hash(access_token)
+        ):
+            raise DPoPProofError("DPoP proof 'ath' does not match the access token")
+    elif ath is not None and not isinstance(ath, str):
+        raise DPoPProofError("DPoP proof claim 'ath' is not a string")
+
+    proof_nonce = claims.get("nonce")
+    if proof_nonce is not None and not isinstance(proof_nonce, str):
+        raise DPoPProofError("DPoP proof claim 'nonce' is not a string")
+    if nonce is not None and proof_nonce != nonce:
+        raise DPoPProofError("DPoP proof 'nonce' is missing or not the expected nonce")
+
+    jti = _string_claim(claims, "jti")
+    if len(jti) > MAX_JTI_LENGTH:
+        raise DPoPProofError(
+            f"DPoP proof jti is longer than {MAX_JTI_LENGTH} characters"
+        )
+    jkt = jwk_thumbprint(jwk_public)
+    # Keying by thumbprint too keeps one key's jti values from blocking another's.
+    try:
+        replay.check_and_add(f"{jkt}:{jti}", iat + max_age + leeway, now)
+    except DPoPReplayError as err:
+        raise DPoPReplayError(f"DPoP proof jti {jti!r} was already used") from err
+
+    return DPoPProof(
+        jkt=jkt,
+        jti=jti,
+        iat=iat,
+        jwk=jwk_public,
+        htm=proof_htm,
+        htu=proof_htu,
+        ath=ath,
+        nonce=proof_nonce,
+    )

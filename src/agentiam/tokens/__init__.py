@@ -1,0 +1,71 @@
+"""Claim value types and verifiers for each token kind, with no server dependency."""
+
+from __future__ import annotations
+
+from agentiam.tokens.claims import (
+    MAX_ACT_DEPTH,
+    TOKEN_VERSION,
+    AccessTokenClaims,
+    Actor,
+    GrantRef,
+    SessionClaims,
+    SVIDClaims,
+    TaskRef,
+)
+from agentiam.tokens.errors import (
+    ActorChainTooDeepError,
+    ForbiddenTokenHeaderError,
+    InvalidClaimError,
+    InvalidTokenSignatureError,
+    MalformedTokenError,
+    TokenError,
+    TokenExpiredError,
+    TokenIssuedInFutureError,
+    TokenNotYetValidError,
+    UnknownTokenKeyError,
+    UnsupportedTokenAlgorithmError,
+    UnsupportedTokenVersionError,
+    WrongAudienceError,
+    WrongIssuerError,
+    WrongTokenTypeError,
+)
+from agentiam.tokens.verify import (
+    ACCESS_TOKEN_TYP,
+    SESSION_TYP,
+    SVID_TYP,
+    verify_access_token,
+    verify_session_token,
+    verify_svid,
+)
+
+__all__ = [
+    "ACCESS_TOKEN_TYP",
+    "MAX_ACT_DEPTH",
+    "SESSION_TYP",
+    "SVID_TYP",
+    "TOKEN_VERSION",
+    "AccessTokenClaims",
+    "Actor",
+    "ActorChainTooDeepError",
+    "ForbiddenTokenHeaderError",
+    "GrantRef",
+    "InvalidClaimError",
+    "InvalidTokenSignatureError",
+    "MalformedTokenError",
+    "SVIDClaims",
+    "SessionClaims",
+    "TaskRef",
+    "TokenError",
+    "TokenExpiredError",
+    "TokenIssuedInFutureError",
+    "TokenNotYetValidError",
+    "UnknownTokenKeyError",
+    "UnsupportedTokenAlgorithmError",
+    "UnsupportedTokenVersionError",
+    "WrongAudienceError",
+    "WrongIssuerError",
+    "WrongTokenTypeError",
+    "verify_access_token",
+    "verify_session_token",
+    "verify_svid",
+]
