@@ -1,0 +1,1 @@
+"""The HTTP API: the Starlette app, the OAuth endpoints, errors and forms."""

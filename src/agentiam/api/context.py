@@ -1,0 +1,134 @@
+"""The ``ServerContext``: everything a route or CLI command needs, built once.
+
+``open_context`` creates the data directory, opens the engine, runs the migrations,
+starts the group-commit writer and loads the key ring, the revocation set and the
+audit log.  ``close_context`` flushes the writer and disposes of the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy
+
+from agentiam.config import Settings
+from agentiam.keys import KeyRing
+from agentiam.storage.engine import create_engine
+from agentiam.storage.migrate import create_unmigrated_tables, upgrade
+from agentiam.storage.writer import GroupCommitWriter
+
+if TYPE_CHECKING:
+    from agentiam.audit.log import AuditLog
+    from agentiam.jose.replay import ReplayCache
+    from agentiam.revocation import RevocationSet
+
+log = logging.getLogger("agentiam.api.context")
+
+
+@dataclass(frozen=True)
+class ServerContext:
+    """The shared services of one server process."""
+
+    settings: Settings
+    engine: sqlalchemy.Engine
+    writer: GroupCommitWriter
+    keyring: KeyRing
+    audit: AuditLog
+    revocations: RevocationSet
+    replay: ReplayCache
+    clock: Callable[[], float] = time.time
+
+
+def open_context(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    environ: Mapping[str, str] | None = None,
+) -> ServerContext:
+    """Open the database and every service for ``settings`` and return the context.
+
+    The writer is started, so ``run_sync`` and ``submit`` work at once.  Call
+    ``close_context`` when done.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.database_url)
+
+    upgrade(engine)
+    create_unmigrated_tables(engine)
+
+    writer = GroupCommitWriter(
+        engine,
+        batch_max=settings.audit_batch_max,
+        batch_wait_ms=settings.audit_batch_wait_ms,
+    )
+    writer.start()
+
+    try:
+        return _build(settings, engine, writer, clock, environ)
+    except BaseException:
+        writer.close()
+        engine.dispose()
+        raise
+
+
+def _build(
+    settings: Settings,
+    engine: sqlalchemy.Engine,
+    writer: GroupCommitWriter,
+    clock: Callable[[], float],
+    environ: Mapping[str, str] | None,
+) -> ServerContext:
+    keyring = KeyRing.open(engine, settings, clock=clock, environ=environ)
+    revocations = _open_revocations(engine, clock)
+    audit = _open_audit(engine, writer, settings, keyring, clock)
+    replay = _open_replay_cache(settings)
+
+    return ServerContext(
+        settings=settings,
+        engine=engine,
+        writer=writer,
+        keyring=keyring,
+        audit=audit,
+        revocations=revocations,
+        replay=replay,
+        clock=clock,
+    )
+
+
+def _open_revocations(engine: sqlalchemy.Engine, clock: Callable[[], float]) -> Any:
+    from agentiam.revocation import RevocationSet
+
+    revocations = RevocationSet(engine, clock=clock)
+    revocations.load()
+    return revocations
+
+
+def _open_audit(
+    engine: sqlalchemy.Engine,
+    writer: GroupCommitWriter,
+    settings: Settings,
+    keyring: KeyRing,
+    clock: Callable[[], float],
+) -> Any:
+    from agentiam.audit.log import AuditLog
+
+    return AuditLog(
+        engine=engine, writer=writer, settings=settings, clock=clock, keyring=keyring
+    )
+
+
+def _open_replay_cache(settings: Settings) -> Any:
+    from agentiam.jose.replay import ReplayCache
+
+    return ReplayCache(settings.dpop_replay_max_entries)
+
+
+def close_context(ctx: ServerContext) -> None:
+    """Flush and stop the writer, then release the database connections."""
+    ctx.writer.close()
+    ctx.engine.dispose()
+    log.info("server context closed")

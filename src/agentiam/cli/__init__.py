@@ -1,0 +1,1 @@
+"""The ``agentiam <noun> <verb>`` command line."""

@@ -1,0 +1,68 @@
+"""Settings and a ``ServerContext`` for CLI commands, from the common flags.
+
+Verb parsers get ``--config``, ``--data-dir`` and ``--database-url`` from
+``add_common_arguments`` and ``--output`` from ``add_output_argument``.
+``open_cli_context(args)`` loads the settings and opens the context against
+the data directory, running the migrations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator, Mapping
+
+from agentiam.api.context import ServerContext, close_context, open_context
+from agentiam.config import Settings, load_settings
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config``, ``--data-dir`` and ``--database-url`` to a verb parser."""
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML config file (default: $AGENTIAM_CONFIG, else none)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="directory of the database and keys (default: ./agentiam-data)",
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="database URL (default: SQLite in the data directory)",
+    )
+
+
+def add_output_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--output text|json`` after the verb (it may also precede the noun)."""
+    # SUPPRESS keeps the value given before the noun when the flag is not repeated.
+    parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default=argparse.SUPPRESS,
+        help="result format on stdout (default: text)",
+    )
+
+
+def settings_from_args(
+    args: argparse.Namespace, overrides: Mapping[str, object] | None = None
+) -> Settings:
+    """Load the settings: defaults < file < environment < these flags."""
+    flags: dict[str, object] = {
+        "data_dir": getattr(args, "data_dir", None),
+        "database_url": getattr(args, "database_url", None),
+    }
+    flags.update(overrides or {})
+    return load_settings(config_file=getattr(args, "config", None), overrides=flags)
+
+
+@contextlib.contextmanager
+def open_cli_context(args: argparse.Namespace) -> Iterator[ServerContext]:
+    """Open a ``ServerContext`` for one CLI command and close it afterwards."""
+    ctx = open_context(settings_from_args(args))
+    try:
+        yield ctx
+    finally:
+        close_context(ctx)

@@ -1,0 +1,1 @@
+"""Storage: the SQLAlchemy engine, the shared metadata, migrations and group commit."""

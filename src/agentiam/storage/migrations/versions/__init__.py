@@ -1,0 +1,1 @@
+"""Alembic revision scripts; the initial revision creates the schema."""

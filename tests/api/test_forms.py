@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from agentiam.api.errors import exception_handlers
+from agentiam.api.forms import parse_form, parse_form_body
+from agentiam.errors import InvalidRequestError
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture
+def client(asgi_client):
+    async def echo(request: Request):
+        form = await parse_form(request, max_bytes=64)
+        return JSONResponse(dict(form))
+
+    app = Starlette(
+        routes=[Route("/echo", echo, methods=["POST"])],
+        exception_handlers=dict(exception_handlers()),
+    )
+    return asgi_client(app)
+
+
+def test_parses_single_values():
+    form = parse_form_body(b"a=1&b=x+y&c=%C3%A9&d=")
+    assert dict(form) == {"a": "1", "b": "x y", "c": "é", "d": ""}
+
+
+def test_form_is_immutable():
+    form = parse_form_body(b"a=1")
+    with pytest.raises(TypeError):
+        form["a"] = "2"  # type: ignore[index]
+
+
+def test_repeated_parameter_named():
+    with pytest.raises(InvalidRequestError) as info:
+        parse_form_body(b"scope=a&scope=b")
+    assert "The parameter 'scope' is repeated." in str(info.value)
+
+
+def test_invalid_utf8_raw():
+    with pytest.raises(InvalidRequestError, match="not valid UTF-8"):
+        parse_form_body(b"a=\xff")
+
+
+def test_invalid_utf8_percent_encoded():
+    with pytest.raises(InvalidRequestError, match="not valid UTF-8"):
+        parse_form_body(b"a=%FF")
+
+
+def test_require_missing():
+    with pytest.raises(InvalidRequestError, match="'grant_type' is missing"):
+        parse_form_body(b"a=1").require("grant_type")
+
+
+def test_repr_hides_values():
+    assert "secret" not in repr(parse_form_body(b"token=secret"))
+
+
+def test_endpoint_accepts_form(client):
+    response = client.post("/echo", content=b"a=1", headers={"content-type": FORM})
+    assert response.status_code == 200
+    assert response.json() == {"a": "1"}
+
+
+def test_endpoint_rejects_json(client):
+    response = client.post("/echo", json={"a": 1})
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert FORM in response.json()["error_description"]
+
+
+def test_endpoint_rejects_other_charset(client):
+    response = client.post(
+        "/echo", content=b"a=1", headers={"content-type": FORM + "; charset=latin-1"}
+    )
+    assert response.status_code == 400
+    assert "charset must be UTF-8" in response.json()["error_description"]
+
+
+def test_endpoint_rejects_large_body(client):
+    response = client.post(
+        "/echo", content=b"a=" + b"x" * 100, headers={"content-type": FORM}
+    )
+    assert response.status_code == 400
+    assert "exceeds 64 bytes" in response.json()["error_description"]
+
+
+def test_endpoint_limit_while_streaming(client):
+    async def chunks():
+        for _ in range(10):
+            yield b"x" * 10
+
+    response = client.post("/echo", content=chunks(), headers={"content-type": FORM})
+    assert response.status_code == 400
+    assert "exceeds 64 bytes" in response.json()["error_description"]

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect, text
+
+from agentiam.storage.engine import create_engine
+from agentiam.storage.errors import StorageError
+from agentiam.storage.migrate import upgrade
+
+
+def test_sqlite_pragmas(sqlite_engine):
+    with sqlite_engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
+
+
+def test_unsupported_url():
+    with pytest.raises(StorageError, match="unsupported database URL 'mysql://x'"):
+        create_engine("mysql://x")
+
+
+def test_upgrade_creates_keys_table(engine):
+    upgrade(engine)
+    tables = set(inspect(engine).get_table_names())
+    assert "signing_keys" in tables
+    assert "alembic_version" in tables
+
+
+def test_upgrade_twice_is_noop(engine):
+    upgrade(engine)
+    upgrade(engine)
+    with engine.connect() as conn:
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    assert version == "0001"

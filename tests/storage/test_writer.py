@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from sqlalchemy import (
+    Column,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    Table,
+    func,
+    insert,
+    select,
+    text,
+)
+
+from agentiam.errors import TemporarilyUnavailableError
+from agentiam.storage.errors import WriterClosedError
+from agentiam.storage.writer import GroupCommitWriter
+
+local = MetaData()
+parents = Table("w_parents", local, Column("id", Integer, primary_key=True))
+items = Table(
+    "w_items",
+    local,
+    Column("id", Integer, primary_key=True),
+    Column("parent_id", Integer, nullable=True),
+    # Deferred, so a bad reference fails the COMMIT and not the INSERT.
+    ForeignKeyConstraint(
+        ["parent_id"], ["w_parents.id"], deferrable=True, initially="DEFERRED"
+    ),
+)
+
+
+@pytest.fixture
+def writer(engine):
+    local.create_all(engine)
+    group = GroupCommitWriter(engine, batch_max=64, batch_wait_ms=20)
+    group.start()
+    yield group
+    group.close()
+
+
+def count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(items)).scalar_one()
+
+
+def add(item_id, parent_id=None):
+    def work(conn):
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+        conn.execute(insert(items).values(id=item_id, parent_id=parent_id))
+        return item_id
+
+    return work
+
+
+def test_submit_returns_result_after_commit(engine, writer):
+    async def scenario():
+        return await asyncio.gather(*(writer.submit(add(i)) for i in range(50)))
+
+    assert asyncio.run(scenario()) == list(range(50))
+    assert count(engine) == 50
+
+
+def test_units_share_a_batch(engine, writer):
+    seen = []
+
+    def record(conn):
+        seen.append(threading.get_ident())
+        return conn.connection.dbapi_connection
+
+    async def scenario():
+        return await asyncio.gather(*(writer.submit(record) for _ in range(10)))
+
+    connections = asyncio.run(scenario())
+    assert len(set(map(id, connections))) == 1
+    assert len(set(seen)) == 1
+
+
+def test_failing_unit_fails_only_itself(engine, writer):
+    def boom(conn):
+        conn.execute(insert(items).values(id=999))
+        raise ValueError("unit failed")
+
+    async def scenario():
+        return await asyncio.gather(
+            writer.submit(add(1)),
+            writer.submit(boom),
+            writer.submit(add(2)),
+            return_exceptions=True,
+        )
+
+    first, second, third = asyncio.run(scenario())
+    assert first == 1
+    assert isinstance(second, ValueError)
+    assert third == 2
+    with engine.connect() as conn:
+        ids = sorted(conn.execute(select(items.c.id)).scalars())
+    assert ids == [1, 2]
+
+
+def test_commit_failure_fails_whole_batch(engine, writer):
+    async def scenario():
+        return await asyncio.gather(
+            writer.submit(add(1)),
+            writer.submit(add(2, parent_id=12345)),
+            writer.submit(add(3)),
+            return_exceptions=True,
+        )
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, TemporarilyUnavailableError) for r in results), results
+    assert count(engine) == 0
+
+
+def test_writer_recovers_after_commit_failure(engine, writer):
+    with pytest.raises(TemporarilyUnavailableError):
+        writer.run_sync(add(1, parent_id=12345))
+    assert writer.run_sync(add(2)) == 2
+    assert count(engine) == 1
+
+
+def test_run_sync(engine, writer):
+    assert writer.run_sync(add(7)) == 7
+    assert count(engine) == 1
+
+
+def test_batch_max_splits_batches(engine):
+    local.create_all(engine)
+    group = GroupCommitWriter(engine, batch_max=3, batch_wait_ms=50)
+    group.start()
+    connections = []
+
+    def record(conn):
+        connections.append(conn.execute(text("SELECT 1")).scalar())
+        return conn
+
+    async def scenario():
+        return await asyncio.gather(*(group.submit(record) for _ in range(7)))
+
+    try:
+        used = asyncio.run(scenario())
+    finally:
+        group.close()
+    assert len({id(conn) for conn in used}) == 3
+
+
+def test_close_flushes_pending(engine):
+    local.create_all(engine)
+    group = GroupCommitWriter(engine, batch_max=1000, batch_wait_ms=200)
+    group.start()
+    futures = []
+
+    async def scenario():
+        for i in range(20):
+            futures.append(asyncio.ensure_future(group.submit(add(i))))
+        await asyncio.sleep(0)
+        await asyncio.to_thread(group.close)
+        return await asyncio.gather(*futures)
+
+    assert asyncio.run(scenario()) == list(range(20))
+    assert count(engine) == 20
+
+
+def test_submit_after_close_raises(engine):
+    group = GroupCommitWriter(engine)
+    group.start()
+    group.close()
+    with pytest.raises(WriterClosedError):
+        group.run_sync(add(1))
+
+
+def test_submit_before_start_raises(engine):
+    group = GroupCommitWriter(engine)
+    with pytest.raises(WriterClosedError, match="call start"):
+        group.run_sync(add(1))
