@@ -1,0 +1,1 @@
+"""Identity: humans, sessions, agent classes, attestation and JWT-SVIDs."""
