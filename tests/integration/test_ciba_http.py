@@ -1,0 +1,377 @@
+"""CIBA over HTTP against ``agentiam serve``: request, approval, poll, first token.
+
+The server runs as a subprocess with the real clock. No test sleeps, so two polls in
+a row are always within the 5 s interval, which the slow_down test relies on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy
+
+from agentiam.api.context import ServerContext, close_context, open_context
+from agentiam.audit.tables import audit_events
+from agentiam.config import load_settings
+from agentiam.delegation.grants import GrantStore
+from agentiam.delegation.receipts import verify_receipt
+from agentiam.identity.classes import AgentClass, AgentClassStore
+from agentiam.identity.passwords import hash_password
+from agentiam.identity.users import UserStore
+from agentiam.jose import SigningKey, create_dpop_proof, verify_jws
+from agentiam.tokens import AccessTokenClaims
+
+PASSWORD = "correct horse battery staple"
+API = "https://support.example/api"
+CIBA = "urn:openid:params:grant-type:ciba"
+# The KEK the live_server fixture starts the server with (tests/conftest.py).
+TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
+
+
+@pytest.fixture
+def server_ctx(live_server: str, live_server_data_dir: Path) -> Iterator[ServerContext]:
+    settings = load_settings(
+        environ={},
+        overrides={"data_dir": live_server_data_dir, "issuer": live_server},
+    )
+    context = open_context(settings, environ={"AGENTIAM_KEK": TEST_KEK})
+    try:
+        yield context
+    finally:
+        close_context(context)
+
+
+@pytest.fixture
+def seeded(server_ctx: ServerContext) -> None:
+    users = UserStore(server_ctx.engine)
+    password_hash = hash_password(PASSWORD)
+
+    def seed(conn: Any) -> None:
+        alice = users.add_in(
+            conn,
+            login="alice",
+            password_hash=password_hash,
+            now=time.time(),
+            admin=True,
+        )
+        users.add_in(conn, login="bob", password_hash=password_hash, now=time.time())
+        AgentClassStore(server_ctx.engine).add_in(
+            conn,
+            AgentClass(
+                name="orchestrator",
+                owner=alice.id,
+                scopes=frozenset({"tickets", "refunds"}),
+                audiences=frozenset({API}),
+                may_spawn=frozenset(),
+                max_depth=2,
+                default_ttl=300,
+                max_ttl=600,
+            ),
+            now=time.time(),
+        )
+
+    server_ctx.writer.run_sync(seed)
+
+
+def session(base: str, user: str = "alice") -> dict[str, str]:
+    response = httpx.post(
+        f"{base}/v1/sessions", json={"login": user, "password": PASSWORD}
+    )
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['session_token']}"}
+
+
+def attest(base: str) -> tuple[SigningKey, str]:
+    tokens = httpx.post(
+        f"{base}/v1/join-tokens",
+        json={"agent_class": "orchestrator"},
+        headers=session(base),
+    )
+    assert tokens.status_code == 201, tokens.text
+    key = SigningKey.generate()
+    proof = create_dpop_proof(
+        key, htm="POST", htu=f"{base}/v1/agents/attest", now=time.time()
+    )
+    response = httpx.post(
+        f"{base}/v1/agents/attest",
+        json={"agent_class": "orchestrator", "join_token": tokens.json()["join_token"]},
+        headers={"DPoP": proof},
+    )
+    assert response.status_code == 201, response.text
+    return key, str(response.json()["svid"])
+
+
+def bc_authorize(base: str, key: SigningKey, svid: str, **form: str) -> httpx.Response:
+    values = {
+        "login_hint": "alice",
+        "scope": "tickets refunds",
+        "audience": API,
+        "binding_message": "Work ticket T-1",
+        "authorization_details": json.dumps([{"type": "refund", "max_amount": "80"}]),
+        "max_depth": "2",
+        "requested_expiry": "1800",
+    }
+    values.update(form)
+    url = f"{base}/bc-authorize"
+    proof = create_dpop_proof(
+        key, htm="POST", htu=url, now=time.time(), access_token=svid
+    )
+    headers = {"Authorization": f"DPoP {svid}", "DPoP": proof}
+    return httpx.post(url, data=values, headers=headers)
+
+
+def poll(base: str, key: SigningKey, auth_req_id: str) -> httpx.Response:
+    url = f"{base}/token"
+    proof = create_dpop_proof(key, htm="POST", htu=url, now=time.time())
+    form = {"grant_type": CIBA, "auth_req_id": auth_req_id}
+    return httpx.post(url, data=form, headers={"DPoP": proof})
+
+
+def pending_ids(base: str, user: str = "alice") -> list[str]:
+    response = httpx.get(f"{base}/v1/approvals", headers=session(base, user))
+    assert response.status_code == 200, response.text
+    return [item["id"] for item in response.json()["approvals"]]
+
+
+def audit_rows(ctx: ServerContext) -> list[tuple[str, str]]:
+    """Return (type, decision) of every committed audit event, in order."""
+    query = sqlalchemy.select(audit_events.c.type, audit_events.c.decision).order_by(
+        audit_events.c.seq
+    )
+    with ctx.engine.connect() as conn:
+        return [(row.type, row.decision) for row in conn.execute(query)]
+
+
+def test_ciba_approve_and_redeem(
+    live_server: str, seeded: None, server_ctx: ServerContext
+) -> None:
+    key, svid = attest(live_server)
+
+    created = bc_authorize(live_server, key, svid)
+    assert created.status_code == 200, created.text
+    body = created.json()
+    assert set(body) == {"auth_req_id", "expires_in", "interval"}
+    assert body["interval"] == 5
+    assert created.headers["cache-control"] == "no-store"
+
+    pending = poll(live_server, key, body["auth_req_id"])
+    assert pending.status_code == 400
+    assert pending.json()["error"] == "authorization_pending"
+
+    [approval_id] = pending_ids(live_server)
+    assert pending_ids(live_server, "bob") == []
+    other = httpx.post(
+        f"{live_server}/v1/approvals/{approval_id}/approve",
+        headers=session(live_server, "bob"),
+    )
+    assert other.status_code == 404
+    assert other.json()["error"] == "not_found"
+
+    approved = httpx.post(
+        f"{live_server}/v1/approvals/{approval_id}/approve",
+        headers=session(live_server),
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "approved"
+    again = httpx.post(
+        f"{live_server}/v1/approvals/{approval_id}/deny", headers=session(live_server)
+    )
+    assert again.status_code == 409
+
+    issued = poll(live_server, key, body["auth_req_id"])
+    assert issued.status_code == 200, issued.text
+    token = issued.json()
+    assert token["token_type"] == "DPoP"
+    assert token["scope"] == "refunds tickets"
+    assert token["expires_in"] == 300
+
+    _, raw = verify_jws(token["access_token"], server_ctx.keyring.lookup, typ="at+jwt")
+    claims = AccessTokenClaims.from_dict(raw)
+    assert claims.depth == 1
+    assert claims.cnf_jkt == key.thumbprint()
+    assert claims.grant.id == approved.json()["grant_id"]
+    grant = GrantStore(server_ctx.engine).get(claims.grant.id)
+    assert grant is not None
+    verify_receipt(
+        grant.receipt,
+        server_ctx.keyring.lookup,
+        expected_hash=claims.grant.receipt_hash,
+    )
+
+    redeemed = poll(live_server, key, body["auth_req_id"])
+    assert redeemed.status_code == 400
+    assert redeemed.json()["error"] == "invalid_grant"
+
+    ciba_events = [
+        row
+        for row in audit_rows(server_ctx)
+        if row[0]
+        in {"approval.requested", "grant.approved", "task.opened", "token.issued"}
+    ]
+    assert ciba_events == [
+        ("approval.requested", "none"),
+        ("grant.approved", "allow"),
+        ("task.opened", "allow"),
+        ("token.issued", "allow"),
+    ]
+
+
+def test_ciba_deny(live_server: str, seeded: None) -> None:
+    key, svid = attest(live_server)
+    auth_req_id = bc_authorize(live_server, key, svid).json()["auth_req_id"]
+    [approval_id] = pending_ids(live_server)
+
+    denied = httpx.post(
+        f"{live_server}/v1/approvals/{approval_id}/deny", headers=session(live_server)
+    )
+    assert denied.status_code == 200, denied.text
+
+    response = poll(live_server, key, auth_req_id)
+    assert response.status_code == 400
+    assert response.json()["error"] == "access_denied"
+
+
+def test_ciba_slow_down(live_server: str, seeded: None) -> None:
+    key, svid = attest(live_server)
+    auth_req_id = bc_authorize(live_server, key, svid).json()["auth_req_id"]
+
+    first = poll(live_server, key, auth_req_id)
+    second = poll(live_server, key, auth_req_id)
+
+    assert first.json()["error"] == "authorization_pending"
+    assert second.status_code == 400
+    assert second.json()["error"] == "slow_down"
+
+
+def test_ciba_other_key_cannot_poll(live_server: str, seeded: None) -> None:
+    key, svid = attest(live_server)
+    auth_req_id = bc_authorize(live_server, key, svid).json()["auth_req_id"]
+
+    response = poll(live_server, SigningKey.generate(), auth_req_id)
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "error"),
+    [
+        ({"login_hint": "nobody"}, 400, "unknown_user_id"),
+        ({"scope": "tickets admin"}, 400, "invalid_scope"),
+        ({"audience": "https://evil.example/api"}, 400, "invalid_target"),
+        ({"max_depth": "3"}, 400, "invalid_request"),
+        (
+            {"authorization_details": '[{"amount": 1}]'},
+            400,
+            "invalid_authorization_details",
+        ),
+    ],
+    ids=["unknown-user", "wider-scope", "wider-audience", "wider-depth", "bad-rar"],
+)
+def test_bc_authorize_rejects(
+    live_server: str,
+    seeded: None,
+    server_ctx: ServerContext,
+    form: dict[str, str],
+    status: int,
+    error: str,
+) -> None:
+    key, svid = attest(live_server)
+
+    response = bc_authorize(live_server, key, svid, **form)
+
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == error
+    assert pending_ids(live_server) == []
+    assert ("approval.requested", "deny") in audit_rows(server_ctx)
+
+
+def test_bc_authorize_needs_svid(live_server: str, seeded: None) -> None:
+    response = httpx.post(
+        f"{live_server}/bc-authorize", data={"login_hint": "alice", "scope": "tickets"}
+    )
+
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_token"
+
+
+def test_cli_approve(
+    live_server: str, live_server_data_dir: Path, seeded: None, tmp_path: Path
+) -> None:
+    key, svid = attest(live_server)
+    auth_req_id = bc_authorize(live_server, key, svid).json()["auth_req_id"]
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD + "\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTIAM_")}
+    env["AGENTIAM_KEK"] = TEST_KEK
+    common = [
+        "--user",
+        "alice",
+        "--password-file",
+        str(password_file),
+        "--data-dir",
+        str(live_server_data_dir),
+    ]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [
+            sys.executable,
+            "-m",
+            "agentiam.cli.main",
+            "--output",
+            "json",
+            "approval",
+            *args,
+            *common,
+        ]
+        return subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    listed = cli("list")
+    assert listed.returncode == 0, listed.stderr
+    [item] = json.loads(listed.stdout)
+    approved = cli("approve", item["id"])
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout)["status"] == "approved"
+
+    wrong = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agentiam.cli.main",
+            "approval",
+            "list",
+            "--user",
+            "alice",
+            "--data-dir",
+            str(live_server_data_dir),
+        ],
+        env=env | {"AGENTIAM_PASSWORD": "wrong"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert wrong.returncode == 1
+    assert "Invalid user or password." in wrong.stderr
+
+    issued = poll(live_server, key, auth_req_id)
+    assert issued.status_code == 200, issued.text
+
+
+def test_openapi_lists_approvals(live_server: str) -> None:
+    document = httpx.get(f"{live_server}/v1/openapi.json").json()
+
+    assert "get" in document["paths"]["/v1/approvals"]
+    assert "post" in document["paths"]["/v1/approvals/{id}/approve"]
+    assert "post" in document["paths"]["/v1/approvals/{id}/deny"]
