@@ -1,0 +1,2 @@
+"""Grants, consent receipts, the token endpoint, token exchange, introspection and
+revocation."""

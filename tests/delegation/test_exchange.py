@@ -1,0 +1,350 @@
+"""Token exchange (RFC 8693): the issued token and every rejected request."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from exchange_world import API, CRM, ORCHESTRATOR, ROGUE, WORKER, World
+
+from agentiam.errors import OAuthError
+from agentiam.jose import SigningKey
+from agentiam.tasks import task_store
+
+
+def _error(world: World, *args: object, **kwargs: object) -> OAuthError:
+    with pytest.raises(OAuthError) as caught:
+        world.exchange(*args, **kwargs)  # type: ignore[arg-type]
+    return caught.value
+
+
+def test_exchange_issues_child_token(world: World) -> None:
+    subject = world.root_token()
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    response = world.exchange(subject, worker, scope="refunds", audience=API)
+
+    assert (
+        response["issued_token_type"] == "urn:ietf:params:oauth:token-type:access_token"
+    )
+    assert response["token_type"] == "DPoP"
+    assert response["scope"] == "refunds"
+    claims = world.verify(response["access_token"])
+    parent = world.verify(subject)
+    assert claims["sub"] == world.alice.id
+    assert claims["client_id"] == worker.spiffe_id
+    assert claims["act"] == {
+        "sub": worker.spiffe_id,
+        "act": {"sub": world.orchestrator.spiffe_id},
+    }
+    assert claims["depth"] == 2
+    assert claims["aud"] == [API]
+    assert claims["derived_from"] == [parent["jti"]]
+    assert claims["cnf"] == {"jkt": worker.key.thumbprint()}
+    assert claims["exp"] <= parent["exp"]
+    assert claims["task"]["path"][:-1] == [world.root_task.id]
+    assert world.audit.types() == ["token.exchanged"]
+
+
+def test_exchange_opens_child_task(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    response = world.exchange(
+        world.root_token(), worker, scope="refunds", purpose="Refund T-1"
+    )
+
+    task_id = world.verify(response["access_token"])["task"]["id"]
+    task = task_store(world.ctx.engine, world.ctx.revocations).get(task_id)
+    assert task is not None
+    assert task.parent_id == world.root_task.id
+    assert task.purpose == "Refund T-1"
+    assert task.scopes == ("refunds",)
+    assert task.opened_by == worker.spiffe_id
+
+
+def test_exchange_narrows_authorization_details(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+    details = [{"type": "refund", "limit": {"amount": "80", "currency": "EUR"}}]
+
+    response = world.exchange(
+        world.root_token(),
+        worker,
+        scope="refunds",
+        authorization_details=json.dumps(details),
+    )
+
+    assert world.verify(response["access_token"])["authorization_details"] == details
+
+
+def test_exchange_rejects_wider_scope(world: World) -> None:
+    worker = world.agent(ORCHESTRATOR, parent=world.orchestrator.spiffe_id)
+
+    err = _error(world, world.root_token(), worker, scope="refunds admin")
+
+    assert err.error == "invalid_scope"
+    assert "'admin'" in err.wire_description
+    assert world.audit.types() == ["token.exchange_refused"]
+    assert world.audit.events[0].decision == "deny"
+    assert world.audit.events[0].details["error"] == "invalid_scope"
+
+
+def test_exchange_rejects_scope_beyond_class(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    err = _error(world, world.root_token(), worker)
+
+    assert err.error == "invalid_scope"
+
+
+def test_exchange_rejects_other_audience(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    err = _error(
+        world, world.root_token(), worker, scope="refunds", audience="https://evil"
+    )
+
+    assert err.error == "invalid_target"
+
+
+def test_exchange_rejects_other_resource(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    err = _error(
+        world, world.root_token(), worker, scope="refunds", resource="https://evil"
+    )
+
+    assert err.error == "invalid_target"
+
+
+def test_exchange_rejects_longer_lifetime(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    err = _error(
+        world,
+        world.root_token(lifetime=120),
+        worker,
+        scope="refunds",
+        requested_expiry="600",
+    )
+
+    assert err.error == "invalid_request"
+    assert "requested_expiry" in err.wire_description
+
+
+def test_exchange_rejects_malformed_expiry(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    err = _error(
+        world, world.root_token(), worker, scope="refunds", requested_expiry="-5"
+    )
+
+    assert err.error == "invalid_request"
+
+
+def test_exchange_rejects_wider_authorization_details(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+    details = [{"type": "refund", "limit": {"amount": "150", "currency": "EUR"}}]
+
+    err = _error(
+        world,
+        world.root_token(),
+        worker,
+        scope="refunds",
+        authorization_details=json.dumps(details),
+    )
+
+    assert err.error == "invalid_authorization_details"
+
+
+def test_exchange_rejects_depth_over_limit(world: World) -> None:
+    # The grant's max_depth is 2, so a token of depth 2 cannot be exchanged onward.
+    subject = world.root_token()
+    child = world.agent(ORCHESTRATOR, parent=world.orchestrator.spiffe_id)
+    second = world.exchange(subject, child, scope="refunds")["access_token"]
+    grandchild = world.agent(WORKER, parent=child.spiffe_id)
+
+    err = _error(world, second, grandchild, scope="refunds")
+
+    assert err.error == "invalid_grant"
+    assert "depth 3" in err.wire_description
+
+
+def test_exchange_rejects_class_not_spawnable(world: World) -> None:
+    rogue = world.agent(ROGUE, parent=world.orchestrator.spiffe_id)
+
+    err = _error(world, world.root_token(), rogue, scope="refunds")
+
+    assert err.error == "unauthorized_client"
+    assert ROGUE in err.wire_description
+
+
+def test_exchange_rejects_actor_of_other_parent(world: World) -> None:
+    stranger = world.agent(WORKER, parent=world.agent(ORCHESTRATOR).spiffe_id)
+
+    err = _error(world, world.root_token(), stranger, scope="refunds")
+
+    assert err.error == "unauthorized_client"
+
+
+def test_exchange_rejects_proof_of_other_key(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    err = _error(
+        world,
+        world.root_token(),
+        worker,
+        proof_key=SigningKey.generate("ES256"),
+        scope="refunds",
+    )
+
+    assert err.error == "invalid_dpop_proof"
+
+
+def test_exchange_rejects_revoked_parent(world: World) -> None:
+    subject = world.root_token()
+    jti = world.verify(subject)["jti"]
+    world.run(
+        lambda conn: world.ctx.revocations.revoke_in(
+            conn, "token", jti, world.clock() + 300
+        )
+    )
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    err = _error(world, subject, worker, scope="refunds")
+
+    assert err.error == "invalid_grant"
+    assert "revoked" in err.wire_description
+
+
+def test_exchange_rejects_revoked_grant(world: World) -> None:
+    world.run(
+        lambda conn: world.ctx.revocations.revoke_in(
+            conn, "grant", world.grant.id, world.grant.expires_at
+        )
+    )
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    err = _error(world, world.root_token(), worker, scope="refunds")
+
+    assert err.error == "invalid_grant"
+
+
+def test_exchange_rejects_closed_task(world: World) -> None:
+    store = task_store(world.ctx.engine, world.ctx.revocations)
+    world.run(
+        lambda conn: store.close_in(
+            conn, world.root_task.id, closed_by="test", now=world.clock()
+        )
+    )
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    err = _error(world, world.root_token(), worker, scope="refunds")
+
+    assert err.error == "invalid_grant"
+
+
+def test_exchange_rejects_missing_actor(world: World) -> None:
+    err = _error(world, world.root_token(), None, scope="refunds")
+
+    assert err.error == "invalid_request"
+    assert "actor_token" in err.wire_description
+
+
+def test_exchange_impersonation_when_enabled(world: World) -> None:
+    from agentiam.delegation.exchange import TokenExchangeHandler
+
+    world.handler = TokenExchangeHandler(impersonation_enabled=True)
+    subject = world.root_token()
+
+    response = world.exchange(subject, None, scope="refunds")
+
+    claims = world.verify(response["access_token"])
+    assert claims["act"] == {"sub": world.orchestrator.spiffe_id}
+    assert claims["client_id"] == world.orchestrator.spiffe_id
+    assert claims["depth"] == 1
+
+
+def test_exchange_rejects_other_actor_token_type(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    err = _error(
+        world,
+        world.root_token(),
+        worker,
+        actor_token_type="urn:ietf:params:oauth:token-type:id_token",
+    )
+
+    assert err.error == "unsupported_token_type"
+
+
+def test_exchange_rejects_other_subject_token_type(world: World) -> None:
+    err = _error(
+        world,
+        world.root_token(),
+        None,
+        subject_token_type="urn:ietf:params:oauth:token-type:refresh_token",
+    )
+
+    assert err.error == "unsupported_token_type"
+
+
+def test_exchange_rejects_invalid_subject(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    err = _error(world, "not-a-token", worker)
+
+    assert err.error == "invalid_grant"
+
+
+def test_reexchange_keeps_act(world: World) -> None:
+    subject = world.root_token()
+
+    response = world.exchange(subject, world.orchestrator, scope="tickets")
+
+    claims = world.verify(response["access_token"])
+    assert claims["act"] == {"sub": world.orchestrator.spiffe_id}
+    assert claims["depth"] == 1
+    assert claims["task"]["id"] == world.root_task.id
+    assert claims["derived_from"] == [world.verify(subject)["jti"]]
+
+
+def test_reexchange_rejects_dropped_act(world: World) -> None:
+    # A subject token whose act no longer names its client cannot be re-exchanged.
+    subject = world.root_token(act={"sub": world.agent(ORCHESTRATOR).spiffe_id})
+
+    err = _error(world, subject, world.orchestrator, scope="tickets")
+
+    assert err.error == "invalid_grant"
+
+
+def test_self_exchange_rejects_longer_lifetime(world: World) -> None:
+    subject = world.root_token(lifetime=60)
+
+    err = _error(world, subject, world.orchestrator, requested_expiry="240")
+
+    assert err.error == "invalid_request"
+
+
+def test_exchange_joins_named_task(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    response = world.exchange(
+        world.root_token(), worker, scope="refunds", task_id=world.root_task.id
+    )
+
+    claims = world.verify(response["access_token"])
+    assert claims["task"] == {"id": world.root_task.id, "path": [world.root_task.id]}
+
+
+def test_exchange_rejects_task_outside_subtree(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+
+    err = _error(world, world.root_token(), worker, scope="refunds", task_id="tsk_x")
+
+    assert err.error == "invalid_request"
+
+
+def test_reexchange_narrows_audience(world: World) -> None:
+    response = world.exchange(world.root_token(), world.orchestrator, audience=CRM)
+
+    assert world.verify(response["access_token"])["aud"] == [CRM]
