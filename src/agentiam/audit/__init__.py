@@ -1,0 +1,27 @@
+"""Audit events, their canonical encoding and the append-only, verifiable log.
+
+``events``, ``_rfc8785`` and ``merkle`` import only the standard library, so the
+agent SDK can verify inclusion and consistency proofs without the server
+packages.  ``AuditLog`` (in ``agentiam.audit.log``) needs the server packages and
+is imported lazily on first access.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from agentiam.audit.events import AuditEvent
+
+if TYPE_CHECKING:
+    from agentiam.audit.log import AuditLog
+
+__all__ = ["AuditEvent", "AuditLog"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``AuditLog`` on first use, keeping this package free of server imports."""
+    if name == "AuditLog":
+        from agentiam.audit.log import AuditLog
+
+        return AuditLog
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

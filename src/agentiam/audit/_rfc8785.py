@@ -1,0 +1,200 @@
+"""RFC 8785 JSON Canonicalization Scheme (JCS): one byte string per JSON value.
+
+The audit log hashes these bytes, so this encoding must never change: an old leaf
+must hash the same forever.  A change to what an event contains goes into a new
+event schema version (the ``v`` member), never into this encoder.  This module
+imports only the standard library, so the SDK can use it to recompute leaves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from agentiam.audit.errors import CanonicalizationError
+
+# RFC 8785 section 3.2.2.2: these five controls use their short escapes, the other
+# characters below U+0020 use \u00XX with lower-case hex, and everything else
+# except '"' and '\' is written as itself in UTF-8.
+_SHORT_ESCAPES: Final = {
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+    '"': '\\"',
+    "\\": "\\\\",
+}
+
+# I-JSON (RFC 7493), which RFC 8785 requires, limits numbers to IEEE 754 doubles.
+# An integer that no double equals would change its value, so it is rejected.
+_MAX_SAFE_INTEGER: Final = 2**53
+_MAX_DEPTH: Final = 64
+
+
+def canonicalize(value: Any) -> bytes:
+    """Encode a JSON value as RFC 8785 canonical UTF-8 bytes.
+
+    Args:
+        value: ``None``, ``bool``, ``int``, ``float``, ``str``, a mapping with
+            string keys or a list or tuple of such values.
+
+    Raises:
+        CanonicalizationError: a float is NaN or infinite, an integer has no
+            exactly equal double, a string contains a lone surrogate, a key is not
+            a string, or the value is of another type or nested too deeply.
+    """
+    parts: list[str] = []
+    _encode(value, parts, 0)
+    return "".join(parts).encode("utf-8")
+
+
+def _encode(value: Any, parts: list[str], depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise CanonicalizationError(f"JSON value nests deeper than {_MAX_DEPTH}.")
+    if value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif isinstance(value, int):
+        parts.append(_encode_integer(value))
+    elif isinstance(value, float):
+        parts.append(serialize_number(value))
+    elif isinstance(value, str):
+        parts.append(_encode_string(value))
+    elif isinstance(value, Mapping):
+        _encode_object(value, parts, depth)
+    elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        _encode_array(value, parts, depth)
+    else:
+        raise CanonicalizationError(
+            f"Type {type(value).__name__!r} has no JSON representation."
+        )
+
+
+def _encode_integer(value: int) -> str:
+    if abs(value) <= _MAX_SAFE_INTEGER:
+        return serialize_number(float(value))
+    try:
+        as_double = float(value)
+    except OverflowError as err:
+        raise CanonicalizationError(
+            f"Integer {value} is beyond the range of a double."
+        ) from err
+    if int(as_double) != value:
+        raise CanonicalizationError(
+            f"Integer {value} is beyond 2**53 and no double equals it exactly."
+        )
+    return serialize_number(as_double)
+
+
+def _encode_object(value: Mapping[Any, Any], parts: list[str], depth: int) -> None:
+    for key in value:
+        if not isinstance(key, str):
+            raise CanonicalizationError(f"Object key {key!r} is not a string.")
+
+    # Section 3.2.3: members are sorted by their names as arrays of UTF-16 code
+    # units.  Big-endian UTF-16 bytes compare in the same order as those units,
+    # and encoding them needs the lone-surrogate check first.
+    for key in value:
+        _check_surrogates(key)
+    keys = sorted(value, key=lambda key: key.encode("utf-16-be"))
+
+    parts.append("{")
+    for index, key in enumerate(keys):
+        if index:
+            parts.append(",")
+        parts.append(_encode_string(key))
+        parts.append(":")
+        _encode(value[key], parts, depth + 1)
+    parts.append("}")
+
+
+def _encode_array(value: Sequence[Any], parts: list[str], depth: int) -> None:
+    parts.append("[")
+    for index, item in enumerate(value):
+        if index:
+            parts.append(",")
+        _encode(item, parts, depth + 1)
+    parts.append("]")
+
+
+def _check_surrogates(text: str) -> None:
+    for char in text:
+        if "\ud800" <= char <= "\udfff":
+            raise CanonicalizationError(
+                f"String contains the lone surrogate U+{ord(char):04X}."
+            )
+
+
+def _encode_string(text: str) -> str:
+    _check_surrogates(text)
+    out = ['"']
+    for char in text:
+        escaped = _SHORT_ESCAPES.get(char)
+        if escaped is not None:
+            out.append(escaped)
+        elif char < " ":
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+def serialize_number(value: float) -> str:
+    """Serialize a double as ECMAScript's Number.prototype.toString does.
+
+    RFC 8785 section 3.2.2.3 adopts that algorithm (ECMA-262, Number::toString):
+    the shortest digits that round-trip, plain notation for decimal exponents from
+    -6 to 21 and exponent notation with an explicit sign outside them.  Python's
+    ``repr`` of a float yields the same shortest round-trip digits.
+
+    Raises:
+        CanonicalizationError: the value is NaN or infinite.
+    """
+    if not math.isfinite(value):
+        raise CanonicalizationError(f"Number {value!r} is not finite.")
+    if value == 0:
+        # Both 0.0 and -0.0 serialize as "0".
+        return "0"
+
+    sign = "-" if value < 0 else ""
+    digits, point = _shortest_digits(abs(value))
+    return sign + _format_digits(digits, point)
+
+
+def _shortest_digits(value: float) -> tuple[str, int]:
+    """Return digits ``d`` and ``n`` with value = 0.d * 10**n and no zero at ends."""
+    text = repr(value)
+    mantissa, _, exponent_text = text.partition("e")
+    exponent = int(exponent_text) if exponent_text else 0
+    integer_part, _, fraction = mantissa.partition(".")
+
+    digits = integer_part + fraction
+    point = len(integer_part) + exponent
+
+    stripped = digits.lstrip("0")
+    point -= len(digits) - len(stripped)
+    return stripped.rstrip("0"), point
+
+
+def _format_digits(digits: str, point: int) -> str:
+    """Lay out digits as ECMA-262 Number::toString steps 6 to 10 do."""
+    count = len(digits)
+    if count <= point <= 21:
+        return digits + "0" * (point - count)
+    if 0 < point <= 21:
+        return digits[:point] + "." + digits[point:]
+    if -6 < point <= 0:
+        return "0." + "0" * (-point) + digits
+
+    exponent = point - 1
+    exponent_sign = "+" if exponent >= 0 else "-"
+    exponent_text = f"e{exponent_sign}{abs(exponent)}"
+    if count == 1:
+        return digits + exponent_text
+    return digits[0] + "." + digits[1:] + exponent_text

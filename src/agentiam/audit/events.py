@@ -1,0 +1,433 @@
+"""Audit events: the fixed, versioned schema of one decision in the audit log.
+
+An event is validated when it is built, so no caller can put a token or a secret
+into the log: strings that look like a compact JWS and values under keys such as
+``password``, ``client_secret`` or ``subject_token`` raise ``AuditEventError``.
+This module imports only the standard library, so the SDK can read events too.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from agentiam.audit._rfc8785 import canonicalize
+from agentiam.audit.errors import AuditEventError, CanonicalizationError
+
+# The schema version written as ``v`` in every event.  A change to the fields or
+# their meaning gets a new version, because old leaves must still verify.
+EVENT_VERSION: Final = 1
+
+DECISIONS: Final = frozenset({"allow", "deny", "none"})
+
+# Event types the server writes.  Other dotted lower-case names are accepted so a
+# package can add a type without editing this module, but these are the known ones.
+KNOWN_TYPES: Final = frozenset(
+    {
+        "decision",
+        "agent.attested",
+        "agent.spawned",
+        "approval.requested",
+        "approval.denied",
+        "grant.approved",
+        "grant.revoked",
+        "session.created",
+        "session.refused",
+        "task.opened",
+        "task.closed",
+        "token.issued",
+        "token.exchanged",
+        "token.exchange_refused",
+        "token.introspected",
+        "token.revoked",
+        "key.rotated",
+    }
+)
+
+_TYPE_PATTERN: Final = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+_MAX_TYPE_LENGTH: Final = 64
+_MAX_STRING_LENGTH: Final = 4096
+_MAX_DEPTH: Final = 8
+_MAX_ACTORS: Final = 64
+
+# A compact JWS or JWE starts with a base64url JSON header, and base64url of ``{"``
+# is ``eyJ``.  Any string containing such a run followed by a dot is rejected.
+_JWS_PATTERN: Final = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.?")
+
+# Keys whose values are secrets.  A key is split into words on every character that
+# is not a letter or digit.  It is sensitive when its last word is one of these
+# (``subject_token`` and ``token`` are, ``token_type`` is not), or when it contains
+# one of ``_SENSITIVE_SUBSTRINGS`` anywhere.
+_SENSITIVE_LAST_WORDS: Final = frozenset(
+    {
+        "assertion",
+        "authorization",
+        "cookie",
+        "credential",
+        "credentials",
+        "dpop",
+        "passphrase",
+        "passwd",
+        "password",
+        "secret",
+        "token",
+    }
+)
+_SENSITIVE_SUBSTRINGS: Final = ("password", "secret", "private")
+
+_REQUEST_KEYS: Final = frozenset(
+    {"method", "path", "endpoint", "parameters", "status", "audience"}
+)
+
+
+def is_sensitive_key(key: str) -> bool:
+    """Return whether a mapping key names a secret (a token, password, assertion)."""
+    lowered = key.lower()
+    if any(part in lowered for part in _SENSITIVE_SUBSTRINGS):
+        return True
+    words = [word for word in re.split(r"[^a-z0-9]+", lowered) if word]
+    return bool(words) and words[-1] in _SENSITIVE_LAST_WORDS
+
+
+def looks_like_jws(text: str) -> bool:
+    """Return whether a string contains something shaped like a compact JWS or JWE."""
+    return _JWS_PATTERN.search(text) is not None
+
+
+def _check_string(where: str, value: str) -> None:
+    if len(value) > _MAX_STRING_LENGTH:
+        raise AuditEventError(
+            f"Audit field {where!r} is {len(value)} characters long, "
+            f"more than the maximum of {_MAX_STRING_LENGTH}."
+        )
+    if looks_like_jws(value):
+        raise AuditEventError(
+            f"Audit field {where!r} contains a value shaped like a token; "
+            "record its jti or a hash instead."
+        )
+
+
+def _freeze_json(where: str, value: Any, depth: int = 0) -> Any:
+    """Check a JSON value for secrets and types, and return an immutable copy."""
+    if depth > _MAX_DEPTH:
+        raise AuditEventError(
+            f"Audit field {where!r} nests deeper than {_MAX_DEPTH} levels."
+        )
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise AuditEventError(f"Audit field {where!r} is not a finite number.")
+        return value
+    if isinstance(value, str):
+        _check_string(where, value)
+        return value
+    if isinstance(value, Mapping):
+        return _freeze_mapping(where, value, depth)
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        return tuple(
+            _freeze_json(f"{where}[{index}]", item, depth + 1)
+            for index, item in enumerate(value)
+        )
+    raise AuditEventError(
+        f"Audit field {where!r} has type {type(value).__name__!r}; "
+        "expected a JSON value."
+    )
+
+
+def _freeze_mapping(where: str, value: Mapping[Any, Any], depth: int) -> FrozenJSON:
+    items: dict[str, Any] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise AuditEventError(f"Audit field {where!r} has a key that is not text.")
+        path = f"{where}.{key}"
+        if is_sensitive_key(key):
+            raise AuditEventError(
+                f"Audit field {path!r} names a secret; secrets are never recorded."
+            )
+        _check_string(path, key)
+        items[key] = _freeze_json(path, item, depth + 1)
+    return FrozenJSON(items)
+
+
+class FrozenJSON(Mapping[str, Any]):
+    """An immutable JSON object, so a frozen event cannot change after validation."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any]) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._items.items(), key=lambda item: item[0])))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return dict(self._items) == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"FrozenJSON({self._items!r})"
+
+
+def thaw(value: Any) -> Any:
+    """Return a plain ``dict``/``list`` copy of a frozen JSON value."""
+    if isinstance(value, Mapping):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [thaw(item) for item in value]
+    return value
+
+
+def _optional_text(where: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise AuditEventError(
+            f"Audit field {where!r} has type {type(value).__name__!r}; "
+            "expected a string or null."
+        )
+    _check_string(where, value)
+    return value
+
+
+def _text_tuple(where: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise AuditEventError(f"Audit field {where!r} must be a list of strings.")
+    if len(value) > _MAX_ACTORS:
+        raise AuditEventError(
+            f"Audit field {where!r} has {len(value)} entries, "
+            f"more than the maximum of {_MAX_ACTORS}."
+        )
+    items: list[str] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise AuditEventError(
+                f"Audit field {where}[{index}] must be a non-empty string."
+            )
+        _check_string(f"{where}[{index}]", item)
+        items.append(item)
+    return tuple(items)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One decision or state change, in the fixed schema of version ``EVENT_VERSION``.
+
+    Attributes:
+        type: dotted event type, e.g. ``grant.approved`` or ``decision``.
+        decision: ``allow``, ``deny`` or ``none`` (a state change with no decision).
+        outcome: short result code, e.g. ``issued``, ``refused``, ``approved``.
+        reason: internal reason for a refusal; never shown to the client.
+        human: the user id the authority comes from.
+        receipt_hash: base64url SHA-256 of the consent receipt JWS.
+        grant_id: the grant the authority flows from.
+        actors: SPIFFE IDs of the acting chain, acting instance first.
+        task_path: task ids from the root task to the task acted in.
+        request: ``method``, ``path`` or ``endpoint``, safe ``parameters``,
+            ``status`` and ``audience``.
+        details: further safe values specific to the type.
+        trace_id: the request's trace id, to join with the logs.
+        time: Unix seconds; ``None`` means the log stamps it from its clock.
+    """
+
+    type: str
+    decision: str = "none"
+    outcome: str = ""
+    reason: str | None = None
+    human: str | None = None
+    receipt_hash: str | None = None
+    grant_id: str | None = None
+    actors: Sequence[str] = ()
+    task_path: Sequence[str] = ()
+    request: Mapping[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
+    trace_id: str | None = None
+    time: float | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        """Validate every field and replace containers with immutable copies."""
+        self._check_type_and_decision()
+        for name in ("outcome",):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise AuditEventError(f"Audit field {name!r} must be a string.")
+            _check_string(name, value)
+        for name in ("reason", "human", "receipt_hash", "grant_id", "trace_id"):
+            _optional_text(name, getattr(self, name))
+        object.__setattr__(self, "actors", _text_tuple("actors", self.actors))
+        object.__setattr__(self, "task_path", _text_tuple("task_path", self.task_path))
+        object.__setattr__(self, "request", self._checked_request())
+        object.__setattr__(self, "details", self._checked_details())
+        self._check_time()
+
+    def _check_type_and_decision(self) -> None:
+        if (
+            not isinstance(self.type, str)
+            or len(self.type) > _MAX_TYPE_LENGTH
+            or not _TYPE_PATTERN.match(self.type)
+        ):
+            raise AuditEventError(
+                f"Audit event type {self.type!r} is invalid; "
+                "expected dotted lower-case words such as 'token.exchanged'."
+            )
+        if self.decision not in DECISIONS:
+            raise AuditEventError(
+                f"Audit decision {self.decision!r} is invalid; "
+                "expected 'allow', 'deny' or 'none'."
+            )
+
+    def _checked_request(self) -> FrozenJSON:
+        if not isinstance(self.request, Mapping):
+            raise AuditEventError("Audit field 'request' must be an object.")
+        unknown = sorted(set(self.request) - _REQUEST_KEYS)
+        if unknown:
+            raise AuditEventError(
+                f"Audit field 'request' has unknown key {unknown[0]!r}; "
+                f"expected one of {sorted(_REQUEST_KEYS)}."
+            )
+        frozen = _freeze_mapping("request", self.request, 0)
+        method = frozen.get("method")
+        if method is not None and (
+            not isinstance(method, str) or not method.isalpha() or not method.isupper()
+        ):
+            raise AuditEventError(
+                f"Audit field 'request.method' is {method!r}; expected e.g. 'POST'."
+            )
+        return frozen
+
+    def _checked_details(self) -> FrozenJSON:
+        if not isinstance(self.details, Mapping):
+            raise AuditEventError("Audit field 'details' must be an object.")
+        return _freeze_mapping("details", self.details, 0)
+
+    def _check_time(self) -> None:
+        if self.time is None:
+            return
+        if (
+            isinstance(self.time, bool)
+            or not isinstance(self.time, int | float)
+            or not math.isfinite(self.time)
+            or self.time < 0
+        ):
+            raise AuditEventError(
+                f"Audit field 'time' is {self.time!r}; expected Unix seconds."
+            )
+
+    @property
+    def task_id(self) -> str | None:
+        """The task acted in: the last entry of ``task_path``, if any."""
+        return self.task_path[-1] if self.task_path else None
+
+    def stamped(self, now: float) -> AuditEvent:
+        """Return this event with ``time`` set to ``now`` unless it already has one."""
+        if self.time is not None:
+            return self
+        return _replace_time(self, now)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the event as the JSON object that is canonically encoded and hashed.
+
+        Every field is present (``null`` when unset) so the shape of an event of one
+        version never varies.
+        """
+        return {
+            "v": EVENT_VERSION,
+            "type": self.type,
+            "time": self.time,
+            "decision": self.decision,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "human": self.human,
+            "receipt_hash": self.receipt_hash,
+            "grant_id": self.grant_id,
+            "actors": list(self.actors),
+            "task_path": list(self.task_path),
+            "request": thaw(self.request),
+            "details": thaw(self.details),
+            "trace_id": self.trace_id,
+        }
+
+    def canonical(self) -> bytes:
+        """Return the RFC 8785 encoding of ``to_dict()``: the bytes the leaf hashes.
+
+        Raises:
+            AuditEventError: a value has no exact canonical form, e.g. an integer
+                beyond 2**53 in ``details``.
+        """
+        try:
+            return canonicalize(self.to_dict())
+        except CanonicalizationError as err:
+            raise AuditEventError(f"Audit event cannot be encoded: {err}") from err
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditEvent:
+        """Build an event from its JSON object, rejecting other versions and keys.
+
+        Raises:
+            AuditEventError: the version is not ``EVENT_VERSION``, a key is missing
+                or unknown, or a field is invalid.
+        """
+        if data.get("v") != EVENT_VERSION:
+            raise AuditEventError(
+                f"Audit event version {data.get('v')!r} is not supported; "
+                f"expected {EVENT_VERSION}."
+            )
+        expected = set(_FIELD_NAMES) | {"v"}
+        missing = sorted(expected - set(data))
+        if missing:
+            raise AuditEventError(f"Audit event is missing key {missing[0]!r}.")
+        unknown = sorted(set(data) - expected)
+        if unknown:
+            raise AuditEventError(f"Audit event has unknown key {unknown[0]!r}.")
+        values = {name: data[name] for name in _FIELD_NAMES if name != "time"}
+        return cls(**values, time=data["time"])
+
+
+_FIELD_NAMES: Final = (
+    "type",
+    "time",
+    "decision",
+    "outcome",
+    "reason",
+    "human",
+    "receipt_hash",
+    "grant_id",
+    "actors",
+    "task_path",
+    "request",
+    "details",
+    "trace_id",
+)
+
+
+def _replace_time(event: AuditEvent, now: float) -> AuditEvent:
+    return AuditEvent(
+        event.type,
+        event.decision,
+        event.outcome,
+        event.reason,
+        event.human,
+        event.receipt_hash,
+        event.grant_id,
+        event.actors,
+        event.task_path,
+        event.request,
+        event.details,
+        event.trace_id,
+        time=now,
+    )

@@ -1,0 +1,428 @@
+"""HTTP routes of the audit log under ``/v1/audit/``.
+
+Administrators (session with ``admin``) query events, trails, proofs and tree
+heads.  Resource servers (``client_secret_basic``) read proofs and tree heads and
+append ``decision`` events with ``POST /v1/audit/decisions``, which responds only
+after the events are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from agentiam.audit.chain import b64url
+from agentiam.audit.errors import AuditError
+from agentiam.audit.events import AuditEvent
+from agentiam.audit.log import AuditLog
+from agentiam.audit.queries import EventQuery, event_to_json, find_events, trail
+from agentiam.audit.tables import audit_decision_ids
+from agentiam.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    TemporarilyUnavailableError,
+)
+from agentiam.identity.authn import require_admin, require_client
+from agentiam.identity.clients import Client
+
+if TYPE_CHECKING:
+    from agentiam.api.context import ServerContext
+
+# The decision record of agentiam.enforce (its DECISION_VERSION 1).
+DECISION_RECORD_VERSION: Final = 1
+MAX_DECISIONS_BODY: Final = 512 * 1024
+MAX_DECISIONS_PER_BATCH: Final = 500
+_DECISION_KEYS: Final = frozenset(
+    {
+        "ver",
+        "id",
+        "time",
+        "audience",
+        "decision",
+        "reason",
+        "method",
+        "path",
+        "status",
+        "human",
+        "actors",
+        "task_path",
+        "grant_id",
+        "receipt_hash",
+        "jti",
+    }
+)
+_REQUIRED_DECISION_KEYS: Final = frozenset(
+    {"ver", "id", "time", "decision", "method", "path", "status"}
+)
+_NO_STORE: Final = {"Cache-Control": "no-store"}
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    text = _text_param(request, name)
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 18:
+        raise InvalidRequestError(
+            f"Parameter '{name}' is '{text[:32]}'; expected a non-negative integer."
+        )
+    return int(text)
+
+
+def _required_int(request: Request, name: str) -> int:
+    value = _int_param(request, name)
+    if value is None:
+        raise InvalidRequestError(f"Parameter '{name}' is missing.")
+    return value
+
+
+def _text_param(request: Request, name: str) -> str | None:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise InvalidRequestError(f"Parameter '{name}' is repeated.")
+    return values[0] if values else None
+
+
+def _float_param(request: Request, name: str) -> float | None:
+    text = _text_param(request, name)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise InvalidRequestError(
+            f"Parameter '{name}' is '{text[:32]}'; expected Unix seconds."
+        ) from err
+    if not math.isfinite(value):
+        raise InvalidRequestError(f"Parameter '{name}' must be a finite number.")
+    return value
+
+
+def _event_query(request: Request) -> EventQuery:
+    known = {
+        "task", "grant", "human", "agent", "since", "until",
+        "decision", "type", "after", "limit",
+    }  # fmt: skip
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InvalidRequestError(f"Parameter '{unknown[0]}' is not supported.")
+    limit = _int_param(request, "limit")
+    try:
+        return EventQuery(
+            task=_text_param(request, "task"),
+            grant_id=_text_param(request, "grant"),
+            human=_text_param(request, "human"),
+            agent=_text_param(request, "agent"),
+            since=_float_param(request, "since"),
+            until=_float_param(request, "until"),
+            decision=_text_param(request, "decision"),
+            type=_text_param(request, "type"),
+            after_seq=_int_param(request, "after"),
+            limit=100 if limit is None else limit,
+        )
+    except AuditError as err:
+        raise InvalidRequestError(str(err)) from err
+
+
+async def _require_reader(request: Request, ctx: ServerContext) -> None:
+    """Accept an administrator session or a resource-server client."""
+    header = request.headers.get("authorization", "")
+    if header[:6].lower() == "basic ":
+        await require_client(request, ctx)
+    else:
+        await require_admin(request, ctx)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidRequestError(f"Member '{key[:64]}' is repeated.")
+        result[key] = value
+    return result
+
+
+async def _json_body(request: Request) -> Any:
+    if request.headers.get("content-type", "").split(";")[0].strip() != (
+        "application/json"
+    ):
+        raise InvalidRequestError("Expected content type application/json.")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_DECISIONS_BODY:
+            raise InvalidRequestError(
+                f"The body is larger than {MAX_DECISIONS_BODY} bytes."
+            )
+    try:
+        return json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise InvalidRequestError("The body is not valid UTF-8 JSON.") from err
+
+
+def _check_decision_shape(index: int, record: Any) -> Mapping[str, Any]:
+    where = f"decisions[{index}]"
+    if not isinstance(record, dict):
+        raise InvalidRequestError(f"'{where}' must be an object.")
+    unknown = sorted(set(record) - _DECISION_KEYS)
+    if unknown:
+        raise InvalidRequestError(f"'{where}' has unknown member '{unknown[0][:64]}'.")
+    missing = sorted(_REQUIRED_DECISION_KEYS - set(record))
+    if missing:
+        raise InvalidRequestError(f"'{where}' is missing member '{missing[0]}'.")
+    if record["ver"] != DECISION_RECORD_VERSION:
+        raise InvalidRequestError(f"'{where}.ver' must be {DECISION_RECORD_VERSION}.")
+    if record["decision"] not in ("allow", "deny"):
+        raise InvalidRequestError(f"'{where}.decision' must be 'allow' or 'deny'.")
+
+    status = record["status"]
+    if (
+        isinstance(status, bool)
+        or not isinstance(status, int)
+        or not (100 <= status <= 599)
+    ):
+        raise InvalidRequestError(f"'{where}.status' must be an HTTP status code.")
+    observed = record["time"]
+    if isinstance(observed, bool) or not isinstance(observed, int | float):
+        raise InvalidRequestError(f"'{where}.time' must be Unix seconds.")
+    for name in ("id", "method", "path"):
+        value = record[name]
+        if not isinstance(value, str) or not value or len(value) > 2048:
+            raise InvalidRequestError(f"'{where}.{name}' must be a non-empty string.")
+    if not record["path"].startswith("/"):
+        raise InvalidRequestError(f"'{where}.path' must start with '/'.")
+    return record
+
+
+def _decision_event(index: int, record: Any, client: Client) -> AuditEvent:
+    """Turn one strictly checked decision record into a ``decision`` event."""
+    checked = _check_decision_shape(index, record)
+    audience = checked.get("audience")
+    if audience is not None and audience not in client.audiences:
+        raise InvalidRequestError(
+            f"'decisions[{index}].audience' is not an audience of this client."
+        )
+    request_record: dict[str, Any] = {
+        "method": checked["method"],
+        "path": checked["path"],
+        "status": checked["status"],
+    }
+    if checked.get("audience") is not None:
+        request_record["audience"] = checked["audience"]
+    try:
+        return AuditEvent(
+            type="decision",
+            decision=checked["decision"],
+            outcome="granted" if checked["decision"] == "allow" else "refused",
+            reason=checked.get("reason"),
+            human=checked.get("human"),
+            receipt_hash=checked.get("receipt_hash"),
+            grant_id=checked.get("grant_id"),
+            actors=checked.get("actors") or (),
+            task_path=checked.get("task_path") or (),
+            request=request_record,
+            details={
+                "client_id": client.client_id,
+                "decision_id": checked["id"],
+                "observed_at": checked["time"],
+                "jti": checked.get("jti"),
+            },
+        )
+    except AuditError as err:
+        raise InvalidRequestError(f"'decisions[{index}]' is invalid: {err}") from err
+
+
+def _decisions_from_body(body: Any, client: Client) -> list[AuditEvent]:
+    if not isinstance(body, dict) or set(body) != {"ver", "decisions"}:
+        raise InvalidRequestError(
+            "The body must be an object with exactly 'ver' and 'decisions'."
+        )
+    if body["ver"] != DECISION_RECORD_VERSION:
+        raise InvalidRequestError(f"'ver' must be {DECISION_RECORD_VERSION}.")
+    records = body["decisions"]
+    if not isinstance(records, list) or not records:
+        raise InvalidRequestError("'decisions' must be a non-empty array.")
+    if len(records) > MAX_DECISIONS_PER_BATCH:
+        raise InvalidRequestError(
+            f"'decisions' has {len(records)} entries; "
+            f"the maximum is {MAX_DECISIONS_PER_BATCH}."
+        )
+    return [
+        _decision_event(index, record, client) for index, record in enumerate(records)
+    ]
+
+
+def _append_decisions(
+    conn: Connection, audit: AuditLog, client_id: str, events: list[AuditEvent]
+) -> list[int | None]:
+    """Append each decision not seen before; ``None`` marks a duplicate id."""
+    seqs: list[int | None] = []
+    for event in events:
+        decision_id = event.details["decision_id"]
+        seen = conn.execute(
+            select(audit_decision_ids.c.seq).where(
+                audit_decision_ids.c.client_id == client_id,
+                audit_decision_ids.c.decision_id == decision_id,
+            )
+        ).first()
+        if seen is not None:
+            seqs.append(None)
+            continue
+        seq = audit.record_in(conn, event)
+        conn.execute(
+            insert(audit_decision_ids).values(
+                client_id=client_id, decision_id=decision_id, seq=seq
+            )
+        )
+        seqs.append(seq)
+    return seqs
+
+
+def routes(ctx: ServerContext) -> list[BaseRoute]:
+    """Return the ``/v1/audit/`` routes bound to ``ctx``."""
+    handlers = _Handlers(ctx)
+    return [
+        Route("/v1/audit/events", handlers.events, methods=["GET"]),
+        Route("/v1/audit/events/{seq:int}", handlers.event, methods=["GET"]),
+        Route("/v1/audit/trail/{task_id}", handlers.trail, methods=["GET"]),
+        Route("/v1/audit/decisions", handlers.decisions, methods=["POST"]),
+        Route("/v1/audit/proofs/inclusion", handlers.inclusion_proof, methods=["GET"]),
+        Route(
+            "/v1/audit/proofs/consistency",
+            handlers.consistency_proof,
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/audit/tree-heads/latest", handlers.latest_tree_head, methods=["GET"]
+        ),
+        Route("/v1/audit/tree-heads", handlers.sign_tree_head, methods=["POST"]),
+    ]
+
+
+class _Handlers:
+    """The route handlers, sharing one context."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    async def _run(self, work: Callable[[], Any]) -> Any:
+        try:
+            return await asyncio.to_thread(work)
+        except AuditError as err:
+            raise InvalidRequestError(str(err)) from err
+
+    async def events(self, request: Request) -> JSONResponse:
+        """``GET /v1/audit/events``: events matching the query parameters."""
+        await require_admin(request, self.ctx)
+        query = _event_query(request)
+        found = await self._run(lambda: find_events(self.ctx.engine, query))
+        return JSONResponse(
+            {"events": [event_to_json(stored) for stored in found]},
+            headers=_NO_STORE,
+        )
+
+    async def event(self, request: Request) -> JSONResponse:
+        """``GET /v1/audit/events/{seq}``: one event."""
+        await require_admin(request, self.ctx)
+        seq = int(request.path_params["seq"])
+        stored = await self._run(lambda: self.ctx.audit.get(seq))
+        if stored is None:
+            raise NotFoundError(f"No audit event has seq {seq}.")
+        return JSONResponse(event_to_json(stored), headers=_NO_STORE)
+
+    async def trail(self, request: Request) -> JSONResponse:
+        """``GET /v1/audit/trail/{task_id}``: the decision trail of a task."""
+        await require_admin(request, self.ctx)
+        task_id = request.path_params["task_id"]
+        result = await self._run(lambda: trail(self.ctx.engine, task_id))
+        if (
+            not result.approvals
+            and not result.root.events
+            and not (result.root.children)
+        ):
+            raise NotFoundError(f"No audit event names task '{task_id[:64]}'.")
+        return JSONResponse(result.to_dict(), headers=_NO_STORE)
+
+    async def decisions(self, request: Request) -> JSONResponse:
+        """``POST /v1/audit/decisions``: append a resource server's decisions.
+
+        The batch is appended in one unit of work, so it is kept whole or not at
+        all, and the response is sent after the commit.
+        """
+        client = await require_client(request, self.ctx)
+        events = _decisions_from_body(await _json_body(request), client)
+        audit = self.ctx.audit
+        try:
+            seqs = await self.ctx.writer.submit(
+                lambda conn: _append_decisions(conn, audit, client.client_id, events)
+            )
+        except SQLAlchemyError as err:
+            raise TemporarilyUnavailableError(
+                reason=f"audit decisions not committed: {err!r}"
+            ) from err
+        appended = [seq for seq in seqs if seq is not None]
+        if appended:
+            audit.note_committed(max(appended) + 1)
+        return JSONResponse(
+            {"accepted": len(appended), "duplicates": len(seqs) - len(appended)},
+            headers=_NO_STORE,
+        )
+
+    async def inclusion_proof(self, request: Request) -> JSONResponse:
+        """``GET /v1/audit/proofs/inclusion?seq=&tree_size=``."""
+        await _require_reader(request, self.ctx)
+        seq = _required_int(request, "seq")
+        size = _required_int(request, "tree_size")
+        audit = self.ctx.audit
+
+        def work() -> dict[str, Any]:
+            stored = audit.get(seq)
+            if stored is None or seq >= size:
+                raise NotFoundError(f"No audit event {seq} in a tree of size {size}.")
+            path = audit.inclusion_proof(seq, size)
+            return {
+                "seq": seq,
+                "tree_size": size,
+                "leaf_hash": b64url(stored.leaf_hash),
+                "audit_path": [b64url(value) for value in path],
+            }
+
+        return JSONResponse(await self._run(work), headers=_NO_STORE)
+
+    async def consistency_proof(self, request: Request) -> JSONResponse:
+        """``GET /v1/audit/proofs/consistency?first=&second=``."""
+        await _require_reader(request, self.ctx)
+        first = _required_int(request, "first")
+        second = _required_int(request, "second")
+        path = await self._run(lambda: self.ctx.audit.consistency_proof(first, second))
+        return JSONResponse(
+            {
+                "first": first,
+                "second": second,
+                "consistency_path": [b64url(value) for value in path],
+            },
+            headers=_NO_STORE,
+        )
+
+    async def latest_tree_head(self, request: Request) -> JSONResponse:
+        """``GET /v1/audit/tree-heads/latest``: the signed head of largest size."""
+        await _require_reader(request, self.ctx)
+        head = await self._run(self.ctx.audit.latest_tree_head)
+        if head is None:
+            raise NotFoundError("No tree head has been signed yet.")
+        return JSONResponse(head.to_dict(), headers=_NO_STORE)
+
+    async def sign_tree_head(self, request: Request) -> JSONResponse:
+        """``POST /v1/audit/tree-heads``: sign a head over every event now."""
+        await require_admin(request, self.ctx)
+        head = await self.ctx.audit.sign_tree_head()
+        return JSONResponse(head.to_dict(), status_code=201, headers=_NO_STORE)

@@ -1,0 +1,122 @@
+"""RFC 8785 canonical JSON: the RFC's published examples and properties."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agentiam.audit._rfc8785 import canonicalize, serialize_number
+from agentiam.audit.errors import CanonicalizationError
+
+VECTORS = json.loads(
+    (Path(__file__).parents[1] / "vectors" / "rfc8785_examples.json").read_text(
+        encoding="utf-8"
+    )
+)
+
+
+@pytest.mark.parametrize(
+    "case", VECTORS["objects"], ids=[case["id"] for case in VECTORS["objects"]]
+)
+def test_canonicalize_rfc_examples(case: dict[str, str]) -> None:
+    output = canonicalize(json.loads(case["input"]))
+    if "expected_hex" in case:
+        assert output.hex() == case["expected_hex"]
+    else:
+        assert output == case["expected"].encode("utf-8")
+
+
+NUMBER_CASES = VECTORS["numbers"]["cases"]
+
+
+@pytest.mark.parametrize(
+    "case", NUMBER_CASES, ids=[case["bits"] for case in NUMBER_CASES]
+)
+def test_serialize_number_appendix_b(case: dict[str, str | None]) -> None:
+    value = struct.unpack(">d", bytes.fromhex(str(case["bits"])))[0]
+    if case["expected"] is None:
+        with pytest.raises(CanonicalizationError, match="not finite"):
+            serialize_number(value)
+    else:
+        assert serialize_number(value) == case["expected"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        pytest.param(float("nan"), "not finite", id="nan"),
+        pytest.param(float("-inf"), "not finite", id="negative-infinity"),
+        pytest.param(2**53 + 1, "beyond 2\\*\\*53", id="big-integer"),
+        pytest.param("\ud800", "lone surrogate U\\+D800", id="lone-surrogate"),
+        pytest.param({"\udfff": 1}, "lone surrogate", id="surrogate-key"),
+        pytest.param({1: "a"}, "is not a string", id="integer-key"),
+        pytest.param(b"bytes", "no JSON representation", id="bytes"),
+        pytest.param({1.5}, "no JSON representation", id="set"),
+    ],
+)
+def test_canonicalize_rejects(value: object, message: str) -> None:
+    with pytest.raises(CanonicalizationError, match=message):
+        canonicalize(value)
+
+
+def test_canonicalize_integers_and_literals() -> None:
+    assert canonicalize([0, -0.0, 1, -1, 2**53, True, False, None]) == (
+        b"[0,0,1,-1,9007199254740992,true,false,null]"
+    )
+
+
+def test_canonicalize_escapes_controls_only() -> None:
+    text = '\x00\x1f\x7f\u2028\b\t\n\f\r"\\/'
+    assert canonicalize(text) == (
+        '"\\u0000\\u001f\x7f\u2028\\b\\t\\n\\f\\r\\"\\\\/"'.encode()
+    )
+
+
+def test_canonicalize_sorts_by_utf16_code_units() -> None:
+    # U+FB33 is above the surrogates, so UTF-16 puts it after U+1F600 (a pair
+    # starting 0xD83D), although its code point is smaller.
+    assert canonicalize({"\ufb33": 1, "\U0001f600": 2}) == (
+        '{"\U0001f600":2,"\ufb33":1}'.encode()
+    )
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=["Cs"])),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(st.characters(exclude_categories=["Cs"]), max_size=8),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+def _parse_int_as_double(text: str) -> int | float:
+    # RFC 8785 parsers read every number as a double.  A large integer text such as
+    # "61178286208908820" is the shortest form of a double, not an exact integer.
+    value = int(text)
+    return value if abs(value) <= 2**53 else float(text)
+
+
+@given(json_values)
+def test_canonicalize_round_trips(value: object) -> None:
+    output = canonicalize(value)
+    parsed = json.loads(output, parse_int=_parse_int_as_double)
+    assert canonicalize(parsed) == output
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_serialize_number_round_trips(value: float) -> None:
+    assert float(serialize_number(value)) == value

@@ -1,0 +1,211 @@
+"""AuditLog: appends, the chain, rollback, durability, fail-closed, proofs, heads."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.engine import Connection
+
+from agentiam.audit.chain import GENESIS_CHAIN_HASH, next_chain_hash
+from agentiam.audit.errors import ProofError, TreeHeadError
+from agentiam.audit.events import AuditEvent
+from agentiam.audit.log import AuditLog
+from agentiam.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
+from agentiam.audit.tables import audit_events
+from agentiam.audit.tree_head import verify_tree_head
+from agentiam.audit.verify import verify_log
+from agentiam.errors import TemporarilyUnavailableError
+from agentiam.storage.engine import create_engine
+
+
+def _event(number: int = 0, **changes: object) -> AuditEvent:
+    fields: dict[str, object] = {
+        "type": "decision",
+        "decision": "allow",
+        "outcome": "granted",
+        "actors": ["spiffe://agentiam.local/agent/worker/i-1"],
+        "task_path": ["t-root"],
+        "details": {"number": number},
+    }
+    fields.update(changes)
+    return AuditEvent(**fields)  # type: ignore[arg-type]
+
+
+def _record_many(log: AuditLog, count: int) -> list[int]:
+    async def run() -> list[int]:
+        return list(
+            await asyncio.gather(*(log.record(_event(i)) for i in range(count)))
+        )
+
+    return asyncio.run(run())
+
+
+def test_record_assigns_contiguous_seqs(audit_log: AuditLog) -> None:
+    seqs = _record_many(audit_log, 200)
+    assert sorted(seqs) == list(range(200))
+    assert audit_log.stored_size() == 200
+    assert audit_log.committed_size == 200
+
+
+def test_record_builds_chain(audit_log: AuditLog, clock) -> None:
+    _record_many(audit_log, 3)
+    chain = GENESIS_CHAIN_HASH
+    for seq in range(3):
+        stored = audit_log.get(seq)
+        assert stored is not None
+        assert stored.leaf_hash == leaf_hash(stored.canonical)
+        assert stored.canonical == stored.event.canonical()
+        chain = next_chain_hash(chain, stored.leaf_hash)
+        assert stored.chain_hash == chain
+        assert stored.event.time == clock.now
+
+
+def test_record_commits_before_returning(audit_log: AuditLog, database, tmp_path):
+    seq = asyncio.run(audit_log.record(_event(7)))
+    # A separate engine reads only what is committed to the file.
+    other = create_engine(f"sqlite:///{tmp_path / 'agentiam.db'}")
+    with other.connect() as conn:
+        row = conn.execute(
+            select(audit_events.c.seq).where(audit_events.c.seq == seq)
+        ).first()
+    other.dispose()
+    assert row is not None
+
+
+def test_record_in_rolls_back_with_failed_unit(audit_log: AuditLog, database) -> None:
+    _, writer = database
+    _record_many(audit_log, 2)
+
+    def failing_unit(conn: Connection) -> None:
+        audit_log.record_in(conn, _event(100))
+        audit_log.record_in(conn, _event(101))
+        raise RuntimeError("unit failed after appending")
+
+    with pytest.raises(RuntimeError, match="unit failed"):
+        writer.run_sync(failing_unit)
+
+    assert audit_log.stored_size() == 2
+    seq = writer.run_sync(lambda conn: audit_log.record_in(conn, _event(3)))
+    assert seq == 2
+    report = verify_log(audit_log._engine, lambda kid: None)
+    assert report.ok, report.problems
+
+
+def test_record_in_shares_caller_unit(audit_log: AuditLog, database) -> None:
+    _, writer = database
+
+    def unit(conn: Connection) -> list[int]:
+        return [audit_log.record_in(conn, _event(i)) for i in range(3)]
+
+    assert writer.run_sync(unit) == [0, 1, 2]
+
+
+def test_record_fails_closed_when_table_missing(audit_log: AuditLog, database):
+    engine, _ = database
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE audit_events"))
+    with pytest.raises(TemporarilyUnavailableError) as caught:
+        asyncio.run(audit_log.record(_event()))
+    assert caught.value.error == "temporarily_unavailable"
+    assert caught.value.status == 503
+    assert "audit append failed" in (caught.value.reason or "")
+
+
+def test_record_fails_closed_when_writer_closed(audit_log: AuditLog, database):
+    _, writer = database
+    writer.close()
+    with pytest.raises(TemporarilyUnavailableError, match="temporarily unable"):
+        asyncio.run(audit_log.record(_event()))
+
+
+def test_log_restores_head_at_start(audit_log: AuditLog, database, clock, keyring):
+    engine, writer = database
+    _record_many(audit_log, 5)
+    reopened = AuditLog(engine=engine, writer=writer, clock=clock, keyring=keyring)
+    assert reopened.committed_size == 5
+    assert asyncio.run(reopened.record(_event(5))) == 5
+
+
+def test_proofs_verify_against_root(audit_log: AuditLog) -> None:
+    _record_many(audit_log, 37)
+    root = audit_log.root(37)
+    for seq in (0, 17, 36):
+        stored = audit_log.get(seq)
+        assert stored is not None
+        proof = audit_log.inclusion_proof(seq, 37)
+        assert verify_inclusion(seq, 37, stored.leaf_hash, proof, root)
+    proof = audit_log.consistency_proof(20, 37)
+    assert verify_consistency(20, 37, audit_log.root(20), root, proof)
+
+
+def test_proofs_reject_size_beyond_log(audit_log: AuditLog) -> None:
+    _record_many(audit_log, 4)
+    with pytest.raises(ProofError, match="Tree size 5 is larger than the log"):
+        audit_log.inclusion_proof(0, 5)
+    with pytest.raises(ProofError, match="from tree size 0"):
+        audit_log.consistency_proof(0, 4)
+
+
+def test_proofs_at_large_size_use_cache(audit_log: AuditLog, database) -> None:
+    _, writer = database
+    count = 5000
+
+    def unit(conn: Connection) -> None:
+        for i in range(count):
+            audit_log.record_in(conn, _event(i))
+
+    writer.run_sync(unit)
+    root = audit_log.root(count)
+    proof = audit_log.inclusion_proof(4321, count)
+    stored = audit_log.get(4321)
+    assert stored is not None
+    assert verify_inclusion(4321, count, stored.leaf_hash, proof, root)
+    assert len(audit_log._tree._cache) < 2 * count // 256
+
+
+def test_sign_tree_head(audit_log: AuditLog, keyring) -> None:
+    _record_many(audit_log, 10)
+    head = asyncio.run(audit_log.sign_tree_head())
+    assert head.size == 10
+    assert head.root == audit_log.root(10)
+    assert head.kid == keyring.active().kid
+    assert audit_log.latest_tree_head() == head
+    checked = verify_tree_head(
+        head.signature, keyring.lookup, issuer="http://127.0.0.1:8800"
+    )
+    assert checked.root == head.root
+
+
+def test_tree_head_signed_every_n(database, clock, keyring) -> None:
+    engine, writer = database
+    log = AuditLog(
+        engine=engine, writer=writer, clock=clock, keyring=keyring, tree_head_every=5
+    )
+
+    async def run() -> None:
+        for i in range(12):
+            await log.record(_event(i))
+
+    asyncio.run(run())
+    assert [head.size for head in log.tree_heads()] == [5, 10]
+
+
+def test_tree_head_needs_keyring(database, clock) -> None:
+    engine, writer = database
+    log = AuditLog(engine=engine, writer=writer, clock=clock)
+    with pytest.raises(TreeHeadError, match="cannot sign tree heads"):
+        asyncio.run(log.sign_tree_head())
+
+
+def test_close_signs_final_head(audit_log: AuditLog) -> None:
+    async def run() -> None:
+        await audit_log.start()
+        await audit_log.record(_event())
+        await audit_log.close()
+
+    asyncio.run(run())
+    latest = audit_log.latest_tree_head()
+    assert latest is not None
+    assert latest.size == 1

@@ -1,0 +1,218 @@
+"""Tamper detection: direct edits of the SQLite data, each found at its position."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from agentiam.audit.chain import GENESIS_CHAIN_HASH, next_chain_hash
+from agentiam.audit.events import AuditEvent
+from agentiam.audit.log import AuditLog
+from agentiam.audit.merkle import leaf_hash
+from agentiam.audit.tables import audit_events, tree_heads
+from agentiam.audit.tree_head import sign_tree_head
+from agentiam.audit.verify import verify_log
+from agentiam.jose import SigningKey
+
+ISSUER = "http://127.0.0.1:8800"
+
+
+@pytest.fixture
+def filled(audit_log: AuditLog):
+    """A log of 10 events with a signed tree head at size 10."""
+
+    async def run() -> None:
+        for number in range(10):
+            await audit_log.record(
+                AuditEvent(
+                    "decision",
+                    "deny" if number % 3 == 0 else "allow",
+                    "granted",
+                    task_path=["t-root"],
+                    details={"number": number},
+                )
+            )
+        await audit_log.sign_tree_head()
+
+    asyncio.run(run())
+    return audit_log
+
+
+def _verify(log: AuditLog, keyring):
+    return verify_log(log._engine, keyring.lookup, issuer=ISSUER)
+
+
+def _row(engine, seq: int):
+    with engine.connect() as conn:
+        return conn.execute(select(audit_events).where(audit_events.c.seq == seq)).one()
+
+
+def _set(engine, seq: int, **values: object) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(audit_events).where(audit_events.c.seq == seq).values(**values)
+        )
+
+
+def _rechain(engine) -> None:
+    """Recompute every chain hash, as an attacker with the hashing scheme would."""
+    chain = GENESIS_CHAIN_HASH
+    with engine.begin() as conn:
+        rows = conn.execute(select(audit_events).order_by(audit_events.c.seq)).all()
+        for row in rows:
+            chain = next_chain_hash(chain, bytes(row.leaf_hash))
+            conn.execute(
+                update(audit_events)
+                .where(audit_events.c.seq == row.seq)
+                .values(chain_hash=chain)
+            )
+
+
+def test_verify_accepts_untouched_log(filled: AuditLog, keyring) -> None:
+    report = _verify(filled, keyring)
+    assert report.ok, report.problems
+    assert report.events == 10
+    assert report.tree_heads == 1
+
+
+def test_verify_finds_edited_event(filled: AuditLog, keyring) -> None:
+    engine = filled._engine
+    canonical = bytes(_row(engine, 4).canonical).replace(b'"allow"', b'"deny"')
+    _set(engine, 4, canonical=canonical)
+
+    problem = _verify(filled, keyring).first_problem
+    assert problem is not None
+    assert problem.position == "position 4"
+    assert "leaf hash does not match the stored event (event edited)" in problem.message
+
+
+def test_verify_finds_edited_and_rehashed_event(filled: AuditLog, keyring) -> None:
+    engine = filled._engine
+    canonical = bytes(_row(engine, 4).canonical).replace(b'"allow"', b'"deny"')
+    _set(
+        engine, 4, canonical=canonical, leaf_hash=leaf_hash(canonical), decision="deny"
+    )
+
+    problem = _verify(filled, keyring).first_problem
+    assert problem is not None
+    assert problem.position == "position 4"
+    assert "chain hash does not follow" in problem.message
+
+
+def test_verify_finds_rechained_edit_by_tree_head(filled: AuditLog, keyring) -> None:
+    engine = filled._engine
+    canonical = bytes(_row(engine, 4).canonical).replace(b'"allow"', b'"deny"')
+    _set(
+        engine, 4, canonical=canonical, leaf_hash=leaf_hash(canonical), decision="deny"
+    )
+    _rechain(engine)
+
+    report = _verify(filled, keyring)
+    assert [problem.position for problem in report.problems] == [
+        "tree head 1 (size 10)"
+    ]
+    assert "differs from the signed root" in report.problems[0].message
+
+
+def test_verify_finds_edited_column(filled: AuditLog, keyring) -> None:
+    _set(filled._engine, 2, decision="deny")
+    problem = _verify(filled, keyring).first_problem
+    assert problem is not None
+    assert problem.position == "position 2"
+    assert "column 'decision' does not match" in problem.message
+
+
+def test_verify_finds_deleted_event(filled: AuditLog, keyring) -> None:
+    with filled._engine.begin() as conn:
+        conn.execute(delete(audit_events).where(audit_events.c.seq == 6))
+    problem = _verify(filled, keyring).first_problem
+    assert problem is not None
+    assert problem.position == "position 6"
+    assert "expected seq 6, found seq 7 (events deleted)" in problem.message
+
+
+def test_verify_finds_reordered_events(filled: AuditLog, keyring) -> None:
+    engine = filled._engine
+    first, second = _row(engine, 3), _row(engine, 5)
+    columns = ("time", "type", "decision", "human", "grant_id", "agent", "task_id",
+               "leaf_hash", "chain_hash", "canonical")  # fmt: skip
+    _set(engine, 3, **{name: getattr(second, name) for name in columns})
+    _set(engine, 5, **{name: getattr(first, name) for name in columns})
+
+    problem = _verify(filled, keyring).first_problem
+    assert problem is not None
+    assert problem.position == "position 3"
+    assert "chain hash does not follow" in problem.message
+
+
+def test_verify_finds_reordered_and_rechained(filled: AuditLog, keyring) -> None:
+    engine = filled._engine
+    first, second = _row(engine, 3), _row(engine, 5)
+    columns = ("time", "type", "decision", "human", "grant_id", "agent", "task_id",
+               "leaf_hash", "canonical")  # fmt: skip
+    _set(engine, 3, **{name: getattr(second, name) for name in columns})
+    _set(engine, 5, **{name: getattr(first, name) for name in columns})
+    _rechain(engine)
+
+    report = _verify(filled, keyring)
+    assert [problem.position for problem in report.problems] == [
+        "tree head 1 (size 10)"
+    ]
+    assert "events edited or reordered" in report.problems[0].message
+
+
+def test_verify_finds_truncated_tail(filled: AuditLog, keyring) -> None:
+    with filled._engine.begin() as conn:
+        conn.execute(delete(audit_events).where(audit_events.c.seq >= 8))
+    report = _verify(filled, keyring)
+    assert report.events == 8
+    assert [problem.position for problem in report.problems] == [
+        "tree head 1 (size 10)"
+    ]
+    assert "only 8 verified events, fewer than the signed size 10" in (
+        report.problems[0].message
+    )
+
+
+def test_verify_finds_forged_tree_head(filled: AuditLog, keyring) -> None:
+    engine = filled._engine
+    forger = SigningKey.generate("ES256")
+    head = sign_tree_head(10, filled.root(10), 1.0, forger, issuer=ISSUER)
+    with engine.begin() as conn:
+        conn.execute(
+            tree_heads.insert().values(
+                size=head.size, root=head.root, timestamp=head.timestamp,
+                kid=head.kid, signature=head.signature, version=head.version,
+            )
+        )  # fmt: skip
+
+    report = _verify(filled, keyring)
+    assert [problem.position for problem in report.problems] == [
+        "tree head 2 (size 10)"
+    ]
+    assert "signature is invalid (forged tree head)" in report.problems[0].message
+
+
+def test_verify_finds_edited_tree_head_root(filled: AuditLog, keyring) -> None:
+    with filled._engine.begin() as conn:
+        conn.execute(update(tree_heads).values(root=bytes(32)))
+    report = _verify(filled, keyring)
+    assert [problem.position for problem in report.problems] == [
+        "tree head 1 (size 10)"
+    ]
+    assert (
+        "do not match the signed tree head (row edited)" in report.problems[0].message
+    )
+
+
+def test_verify_finds_tampered_head_signature(filled: AuditLog, keyring) -> None:
+    with filled._engine.begin() as conn:
+        signature = conn.execute(select(tree_heads.c.signature)).scalar_one()
+        header, payload, sig = signature.split(".")
+        forged = f"{header}.{payload}.{sig[:-4]}AAAA"
+        conn.execute(update(tree_heads).values(signature=forged))
+    report = _verify(filled, keyring)
+    assert report.problems[0].position == "tree head 1 (size 10)"
+    assert "forged tree head" in report.problems[0].message
