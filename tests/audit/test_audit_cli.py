@@ -106,8 +106,8 @@ def test_trail_text(data_dir: Path, capsys) -> None:
     assert lines[1] == "task t-root"
     assert "task.opened none opened" in lines[2]
     assert lines[3] == "`-- task t-refund"
-    assert "token.exchanged allow issued by " + WORKER in lines[4]
-    assert "decision deny refused by " + WORKER in lines[5]
+    assert "token.exchanged allow issued agent " + WORKER in lines[4]
+    assert "decision deny refused agent " + WORKER in lines[5]
     assert lines[5].endswith("POST /refunds (amount above limit)")
 
 

@@ -98,4 +98,4 @@ def test_render_trail_indents_tasks(populated: AuditLog) -> None:
     assert lines[4].startswith("    |-- #2 ")
     assert lines[5] == "    `-- task t-leaf"
     assert lines[6].startswith("        `-- #3 ")
-    assert "decision deny refused by " + WORKER in lines[6]
+    assert "decision deny refused agent " + WORKER in lines[6]

@@ -94,7 +94,7 @@ class FakeServer:
                 201, json={"svid": self.svid(proof.jkt, body["agent_class"])}
             )
         if path == "/v1/agents/spawn":
-            jkt = jwk_thumbprint(body["jwk"])
+            jkt = jwk_thumbprint(body["public_jwk"])
             return httpx.Response(
                 201, json={"svid": self.svid(jkt, body["agent_class"])}
             )

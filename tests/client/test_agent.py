@@ -180,7 +180,8 @@ async def test_spawn_binds_child_key(http, clock, server) -> None:
 
     path, body, headers = server.requests[-1]
     assert path == "/v1/agents/spawn"
-    assert body["jwk"] == child.key.public_jwk()
+    assert body["public_jwk"] == child.key.public_jwk()
+    assert set(body) == {"agent_class", "public_jwk"}
     assert headers["authorization"] == f"DPoP {parent.access_token}"
     assert child.key.thumbprint() != agent.key.thumbprint()
     assert child.spiffe_id.startswith("spiffe://example.org/agent/refund-worker/")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import inspect
 import json
 import logging
 import sys
@@ -99,31 +98,32 @@ def token_route(ctx: ServerContext) -> Route:
 
 @contextlib.asynccontextmanager
 async def run_services(ctx: ServerContext) -> AsyncIterator[None]:
-    """Start the writer, the audit log and the key refresh; stop them on exit."""
+    """Start the writer, the audit log and the background loops; stop them on exit.
+
+    The loops refresh the key ring, and sweep expired tasks while refreshing the
+    revocation set from the table (entries other processes wrote).
+    """
+    from agentiam.tasks.sweep import run_sweeper
+
     ctx.writer.start()
-    await _call_optional(ctx.audit, "start")
-    refresher = asyncio.create_task(_refresh_keyring(ctx), name="keyring-refresh")
+    await ctx.audit.start()
+    loops = [
+        asyncio.create_task(_refresh_keyring(ctx), name="keyring-refresh"),
+        asyncio.create_task(run_sweeper(ctx), name="task-sweeper"),
+    ]
     log.info("server services started", extra={"issuer": ctx.settings.issuer})
 
     try:
         yield
     finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
-        await _call_optional(ctx.audit, "close")
+        for loop in loops:
+            loop.cancel()
+        for loop in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        await ctx.audit.close()
         await asyncio.to_thread(ctx.writer.close)
         log.info("server services stopped")
-
-
-async def _call_optional(target: object, name: str) -> None:
-    # The audit log may or may not need starting; call the method when it exists.
-    method = getattr(target, name, None)
-    if method is None:
-        return
-    result = method()
-    if inspect.isawaitable(result):
-        await result
 
 
 async def _refresh_keyring(ctx: ServerContext) -> None:

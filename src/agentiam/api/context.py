@@ -18,7 +18,7 @@ import sqlalchemy
 from agentiam.config import Settings
 from agentiam.keys import KeyRing
 from agentiam.storage.engine import create_engine
-from agentiam.storage.migrate import create_unmigrated_tables, upgrade
+from agentiam.storage.migrate import require_schema_current, upgrade
 from agentiam.storage.writer import GroupCommitWriter
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def open_context(
     engine = create_engine(settings.database_url)
 
     upgrade(engine)
-    create_unmigrated_tables(engine)
+    require_schema_current(engine)
 
     writer = GroupCommitWriter(
         engine,

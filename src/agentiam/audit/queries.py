@@ -199,16 +199,26 @@ def _place(root: TrailNode, task_id: str, stored: StoredEvent) -> None:
     node.events.append(stored)
 
 
-def _describe(stored: StoredEvent) -> str:
+def _observed_order(stored: StoredEvent) -> tuple[float, int]:
+    # Decisions reach the log in batches from resource servers, so neither the
+    # sequence number nor the logged time is the order in which they happened; the
+    # resource server's own time (``observed_at``) is.
+    observed = stored.event.details.get("observed_at")
+    if isinstance(observed, int | float):
+        return float(observed), stored.seq
+    return float(stored.event.time or 0), stored.seq
+
+
+def _describe(stored: StoredEvent, *, with_actor: bool = True) -> str:
     event = stored.event
-    when = datetime.fromtimestamp(event.time or 0, tz=UTC).strftime(
+    when = datetime.fromtimestamp(_observed_order(stored)[0], tz=UTC).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
     parts = [f"#{stored.seq}", when, event.type, event.decision]
     if event.outcome:
         parts.append(event.outcome)
-    if event.actors:
-        parts.append(f"by {event.actors[0]}")
+    if with_actor and event.actors:
+        parts.append(f"agent {event.actors[0]}")
     target = event.request.get("path") or event.request.get("endpoint")
     if target:
         method = event.request.get("method")
@@ -223,9 +233,11 @@ def render_trail(result: Trail) -> str:
     lines: list[str] = []
     for stored in result.approvals:
         event = stored.event
+        agent = f" for {event.actors[0]}" if event.actors else ""
         lines.append(
             f"human {event.human} {event.outcome or event.type} grant "
-            f"{event.grant_id} (receipt {event.receipt_hash}) [{_describe(stored)}]"
+            f"{event.grant_id}{agent} (receipt {event.receipt_hash}) "
+            f"[{_describe(stored, with_actor=False)}]"
         )
     if not result.approvals:
         lines.append("no approval event found for this task's grants")
@@ -237,7 +249,8 @@ def render_trail(result: Trail) -> str:
 
 def _render_node(node: TrailNode, indent: str, lines: list[str]) -> None:
     lines.append(f"{indent}task {node.task_id}")
-    entries: list[StoredEvent | TrailNode] = [*node.events, *node.children.values()]
+    events = sorted(node.events, key=_observed_order)
+    entries: list[StoredEvent | TrailNode] = [*events, *node.children.values()]
     for index, entry in enumerate(entries):
         last = index == len(entries) - 1
         branch = "`-- " if last else "|-- "

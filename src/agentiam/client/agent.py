@@ -288,10 +288,9 @@ class Agent:
         """
         child_key = SigningKey.generate("ES256")
         token_text = _token_text(token)
-        task_id = token.task_id if isinstance(token, DelegatedToken) else None
 
         async def spawn_once() -> str:
-            return await self._spawn_svid(agent_class, child_key, token_text, task_id)
+            return await self._spawn_svid(agent_class, child_key, token_text)
 
         svid = await spawn_once()
         return Agent(
@@ -306,15 +305,14 @@ class Agent:
         )
 
     async def _spawn_svid(
-        self, agent_class: str, child_key: SigningKey, token: str, task_id: str | None
+        self, agent_class: str, child_key: SigningKey, token: str
     ) -> str:
         url = f"{self.server}/v1/agents/spawn"
+        # The server takes the child's task from the parent's token.
         payload: dict[str, Any] = {
             "agent_class": agent_class,
-            "jwk": child_key.public_jwk(),
+            "public_jwk": child_key.public_jwk(),
         }
-        if task_id is not None:
-            payload["task_id"] = task_id
 
         headers = dpop_headers(self.key, "POST", url, self._clock(), token)
         body = await send(self.http, url, headers, json_body=payload)

@@ -21,9 +21,10 @@ from agentiam.config.settings import LOG_LEVELS, SIGNING_ALGS, Settings
 
 ENV_PREFIX = "AGENTIAM_"
 
-#: ``AGENTIAM_*`` variables that are not settings: the config file path and the
-#: key-encryption key, which is a secret and never part of ``Settings``.
-RESERVED_ENV = frozenset({"AGENTIAM_CONFIG", "AGENTIAM_KEK"})
+#: ``AGENTIAM_*`` variables that are not settings: the config file path, the
+#: key-encryption key and a CLI user's password.  The last two are secrets and never
+#: part of ``Settings``.
+RESERVED_ENV = frozenset({"AGENTIAM_CONFIG", "AGENTIAM_KEK", "AGENTIAM_PASSWORD"})
 
 # A SPIFFE trust domain: lowercase letters, digits, '.', '-' and '_' (SPIFFE ID
 # specification, section 2.1), at most 255 characters.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import httpx
 
 from agentiam.client import Agent, DelegatedToken
 from agentiam.demo import processes
-from agentiam.demo.support_api import AUDIENCE
+from agentiam.demo.support_api import AUDIENCE, REVOCATION_POLL_INTERVAL
 
 HUMAN = "alice"
 HUMAN_PASSWORD = "correct horse battery staple"  # noqa: S105 - demo-only account
@@ -71,7 +72,7 @@ def set_up(work_dir: Path, report: Report) -> Deployment:
         [
             "agent-class", "add", ORCHESTRATOR,
             "--owner", HUMAN,
-            "--scopes", "tickets crm refunds",
+            "--scopes", "tickets", "crm", "refunds",
             "--audiences", AUDIENCE,
             "--may-spawn", WORKER,
             "--max-depth", "2",
@@ -93,8 +94,12 @@ def set_up(work_dir: Path, report: Report) -> Deployment:
         env,
     )  # fmt: skip
     join = processes.run_cli(["join-token", "create", ORCHESTRATOR], env)
-    client = processes.run_cli(["client", "add", "support-api", "--audience", AUDIENCE], env)
-    report.expect(True, f"Set up human '{HUMAN}', classes '{ORCHESTRATOR}' and '{WORKER}'")
+    client = processes.run_cli(
+        ["client", "add", "support-api", "--audience", AUDIENCE], env
+    )
+    report.expect(
+        True, f"Set up human '{HUMAN}', classes '{ORCHESTRATOR}' and '{WORKER}'"
+    )
 
     server = processes.start_server(data_dir, server_port, work_dir / "server.log")
     api_port = processes.free_port()
@@ -164,7 +169,10 @@ async def run_agents(deployment: Deployment, report: Report) -> str:
     issuer, api_url = deployment.issuer, deployment.api_url
     async with httpx.AsyncClient(timeout=10.0) as http:
         orchestrator = await Agent.attest(
-            issuer, agent_class=ORCHESTRATOR, join_token=deployment.join_token, http=http
+            issuer,
+            agent_class=ORCHESTRATOR,
+            join_token=deployment.join_token,
+            http=http,
         )
         report.expect(True, f"Orchestrator attested as {orchestrator.spiffe_id}")
 
@@ -174,7 +182,11 @@ async def run_agents(deployment: Deployment, report: Report) -> str:
                 scope="tickets crm refunds",
                 audience=[AUDIENCE],
                 authorization_details=[
-                    {"type": "refund", "actions": ["create"], "max_amount": REFUND_LIMIT}
+                    {
+                        "type": "refund",
+                        "actions": ["create"],
+                        "max_amount": REFUND_LIMIT,
+                    }
                 ],
                 max_depth=2,
                 expires_in=1800,
@@ -191,11 +203,19 @@ async def run_agents(deployment: Deployment, report: Report) -> str:
         )
 
         ticket = await call(orchestrator, token, "GET", f"{api_url}/tickets/T-1001")
-        report.expect(ticket.status_code == 200, "Orchestrator reads ticket T-1001",
-                      f"HTTP {ticket.status_code}")
-        customer = await call(orchestrator, token, "GET", f"{api_url}/crm/customers/C-42")
-        report.expect(customer.status_code == 200, "Orchestrator looks up customer C-42",
-                      f"HTTP {customer.status_code}")
+        report.expect(
+            ticket.status_code == 200,
+            "Orchestrator reads ticket T-1001",
+            f"HTTP {ticket.status_code}",
+        )
+        customer = await call(
+            orchestrator, token, "GET", f"{api_url}/crm/customers/C-42"
+        )
+        report.expect(
+            customer.status_code == 200,
+            "Orchestrator looks up customer C-42",
+            f"HTTP {customer.status_code}",
+        )
 
         worker = await orchestrator.spawn(WORKER, token)
         report.expect(True, f"Orchestrator spawned {worker.spiffe_id}")
@@ -206,7 +226,7 @@ async def run_agents(deployment: Deployment, report: Report) -> str:
             authorization_details=[
                 {"type": "refund", "actions": ["create"], "max_amount": WORKER_LIMIT}
             ],
-            lifetime=300,
+            lifetime=120,
             purpose="Refund the double charge on O-77",
         )
         report.expect(
@@ -217,10 +237,13 @@ async def run_agents(deployment: Deployment, report: Report) -> str:
 
         await worker_steps(worker, worker_token, api_url, report)
 
-        await orchestrator.close_task(token.task_id, token)
-        report.expect(True, f"Orchestrator closed task {token.task_id}")
+        task_id = token.task_id
+        if task_id is None:
+            raise StepFailedError("The first delegated token names no task")
+        await orchestrator.close_task(task_id, token)
+        report.expect(True, f"Orchestrator closed task {task_id}")
         await refused_after_close(worker, worker_token, api_url, report)
-        return token.task_id
+        return task_id
 
 
 async def worker_steps(
@@ -228,56 +251,73 @@ async def worker_steps(
 ) -> None:
     """Make the worker's three calls and check each outcome."""
     refund = {"ticket": "T-1001", "currency": "EUR"}
-    small = await call(worker, token, "POST", f"{api_url}/refunds",
-                       json={**refund, "amount": "30.00"})
-    report.expect(small.status_code == 201, "Worker refunds 30 EUR: allowed",
-                  f"HTTP {small.status_code}")
+    small = await call(
+        worker, token, "POST", f"{api_url}/refunds", json={**refund, "amount": "30.00"}
+    )
+    report.expect(
+        small.status_code == 201,
+        "Worker refunds 30 EUR: allowed",
+        f"HTTP {small.status_code}",
+    )
 
-    large = await call(worker, token, "POST", f"{api_url}/refunds",
-                       json={**refund, "amount": "80.00"})
-    report.expect(large.status_code == 403, "Worker refunds 80 EUR: refused",
-                  f"HTTP {large.status_code}: {reason_of(large)}")
+    large = await call(
+        worker, token, "POST", f"{api_url}/refunds", json={**refund, "amount": "80.00"}
+    )
+    report.expect(
+        large.status_code == 403,
+        "Worker refunds 80 EUR: refused",
+        f"HTTP {large.status_code}: {reason_of(large)}",
+    )
 
     export = await call(worker, token, "GET", f"{api_url}/crm/export")
-    report.expect(export.status_code == 403, "Worker exports the CRM: refused",
-                  f"HTTP {export.status_code}: {reason_of(export)}")
+    report.expect(
+        export.status_code == 403,
+        "Worker exports the CRM: refused",
+        f"HTTP {export.status_code}: {reason_of(export)}",
+    )
 
 
 async def refused_after_close(
     worker: Agent, token: DelegatedToken, api_url: str, report: Report
 ) -> None:
-    """Check that the worker's token is refused once the revocation reaches the API."""
+    """Check that the worker's token is refused once the API has polled the feed."""
+    # The API polls the revocation feed every REVOCATION_POLL_INTERVAL seconds, so
+    # after two intervals the closed task's entry has reached it.
+    await asyncio.sleep(2 * REVOCATION_POLL_INTERVAL)
     refund = {"ticket": "T-1001", "currency": "EUR", "amount": "10.00"}
-    response = None
-    for _ in range(50):
-        response = await call(worker, token, "POST", f"{api_url}/refunds", json=refund)
-        if response.status_code == 401:
-            break
-        await asyncio.sleep(0.1)
-    assert response is not None
-    report.expect(response.status_code == 401,
-                  "Worker's token after the task closed: refused",
-                  f"HTTP {response.status_code}: {reason_of(response)}")
+    response = await call(worker, token, "POST", f"{api_url}/refunds", json=refund)
+    report.expect(
+        response.status_code == 401,
+        "Worker's token after the task closed: refused",
+        f"HTTP {response.status_code}: {reason_of(response)}",
+    )
 
 
 def show_audit(deployment: Deployment, task_id: str, report: Report) -> None:
     """Print the task's audit trail as a tree and verify the log."""
-    env = processes.cli_env(deployment.data_dir)
+    env = processes.cli_env(deployment.data_dir, {"AGENTIAM_ISSUER": deployment.issuer})
     print(f"\nAudit trail of task {task_id}:", flush=True)
     trail = subprocess.run(  # noqa: S603 - a fixed interpreter and our own CLI
-        [processes.sys.executable, "-m", "agentiam.cli.main", "audit", "trail", task_id],
-        env=env, capture_output=True, text=True, check=False,
+        [sys.executable, "-m", "agentiam.cli.main", "audit", "trail", task_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     print(trail.stdout, end="", flush=True)
     report.expect(trail.returncode == 0, "Printed the audit trail")
 
-    verify = subprocess.run(  # noqa: S603 - a fixed interpreter and our own CLI
-        [processes.sys.executable, "-m", "agentiam.cli.main", "audit", "verify"],
-        env=env, capture_output=True, text=True, check=False,
+    verify = subprocess.run(
+        [sys.executable, "-m", "agentiam.cli.main", "audit", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     detail = (verify.stdout or verify.stderr).strip().splitlines()
-    report.expect(verify.returncode == 0, "Verified the audit log",
-                  detail[-1] if detail else "")
+    report.expect(
+        verify.returncode == 0, "Verified the audit log", detail[-1] if detail else ""
+    )
 
 
 def main() -> int:
@@ -288,7 +328,7 @@ def main() -> int:
         deployment = set_up(work_dir, report)
         try:
             task_id = asyncio.run(run_agents(deployment, report))
-        except Exception as err:  # noqa: BLE001 - every failure ends the demo with 1
+        except Exception as err:
             report.expect(False, "Agent pipeline", f"{type(err).__name__}: {err}")
             task_id = None
         finally:

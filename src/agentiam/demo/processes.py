@@ -40,7 +40,7 @@ def run_cli(
     Raises:
         RuntimeError: the command failed; its standard error is in the message.
     """
-    command = [sys.executable, "-m", "agentiam.cli.main", *args, "--output", "json"]
+    command = [sys.executable, "-m", "agentiam.cli.main", "--output", "json", *args]
     result = subprocess.run(  # noqa: S603 - a fixed interpreter and our own CLI
         command,
         env=dict(env),

@@ -22,6 +22,9 @@ from agentiam.enforce import (
 
 AUDIENCE = "https://support.example/api"
 
+# Seconds between the API's polls of the revocation feed.
+REVOCATION_POLL_INTERVAL = 0.5
+
 TICKETS = {
     "T-1001": {
         "id": "T-1001",
@@ -106,6 +109,6 @@ def create_app(
         client_id=client_id,
         client_secret=client_secret,
         rules=RULES,
-        revocation_poll_interval=0.5,
+        revocation_poll_interval=REVOCATION_POLL_INTERVAL,
     )
     return EnforcementMiddleware(app, config=config)

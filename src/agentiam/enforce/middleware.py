@@ -48,6 +48,8 @@ class _Denied(Exception):
     reason: str
     scope: str | None = None
     challenge: bool = True
+    # Set once the token and proof verified, so the decision records the chain.
+    principal: Principal | None = None
 
 
 class EnforcementMiddleware:
@@ -197,11 +199,10 @@ class EnforcementMiddleware:
             )
             return
 
-        principal: Principal | None = None
         try:
             principal = await self._authorize(scope)
         except _Denied as denied:
-            self._record(scope, principal, denied.status, "deny", denied.reason)
+            self._record(scope, denied.principal, denied.status, "deny", denied.reason)
             await self._send_denied(send, denied)
             return
         except Exception:
@@ -285,9 +286,13 @@ class EnforcementMiddleware:
                 "proof jkt differs from cnf.jkt",
             )
 
-        self._check_revocation(claims, now)
         principal = principal_of(claims)
-        self._check_rule(self._find_rule(method, scope.get("path", "/")), principal)
+        try:
+            self._check_revocation(claims, now)
+            self._check_rule(self._find_rule(method, scope.get("path", "/")), principal)
+        except _Denied as denied:
+            denied.principal = principal
+            raise
         return principal
 
     def _credentials(self, scope: Scope) -> tuple[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from alembic import command
@@ -10,11 +9,10 @@ from alembic.config import Config
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
+from agentiam.storage.errors import StorageError
 from agentiam.storage.registry import load_all_tables
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-
-log = logging.getLogger("agentiam.storage.migrate")
 
 
 def alembic_config() -> Config:
@@ -34,22 +32,19 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
-def create_unmigrated_tables(engine: Engine) -> list[str]:
-    """Create the declared tables that no migration has created yet; return names.
+def require_schema_current(engine: Engine) -> None:
+    """Check that the migrations created every table the packages declare.
 
-    TODO: remove once the initial revision is generated from every package's
-    tables; until then this keeps the server usable while packages add tables.
+    Raises:
+        StorageError: a declared table is missing, so a package added a table
+            without a migration; regenerate or add a revision.
     """
     metadata = load_all_tables()
     existing = set(inspect(engine).get_table_names())
-    missing = [table for table in metadata.sorted_tables if table.name not in existing]
-    if not missing:
-        return []
-
-    names = [table.name for table in missing]
-    log.warning(
-        "creating tables not covered by a migration",
-        extra={"tables": ",".join(names)},
-    )
-    metadata.create_all(engine, tables=missing)
-    return names
+    declared = sorted(table.name for table in metadata.sorted_tables)
+    missing = [name for name in declared if name not in existing]
+    if missing:
+        raise StorageError(
+            f"Tables {', '.join(repr(name) for name in missing)} are declared but "
+            "no migration creates them."
+        )
