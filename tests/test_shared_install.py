@@ -20,6 +20,7 @@ BLOCKING_IMPORT = textwrap.dedent(
 
     sys.meta_path.insert(0, Blocker())
     import agentiam.client
+    import agentiam.client.audit
     import agentiam.enforce
     import agentiam.enforce.middleware
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)

@@ -18,11 +18,13 @@ from typing import Any
 import httpx
 
 from agentiam.client import Agent, DelegatedToken
+from agentiam.client.audit import verify_event_inclusion
 from agentiam.demo import processes
 from agentiam.demo.support_api import AUDIENCE, REVOCATION_POLL_INTERVAL
 
 HUMAN = "alice"
 HUMAN_PASSWORD = "correct horse battery staple"  # noqa: S105 - demo-only account
+AUDITOR = "auditor"
 ORCHESTRATOR = "support-orchestrator"
 WORKER = "refund-worker"
 REFUND_LIMIT = {"amount": "100.00", "currency": "EUR"}
@@ -68,6 +70,7 @@ def set_up(work_dir: Path, report: Report) -> Deployment:
     env["AGENTIAM_ISSUER"] = issuer
 
     processes.run_cli(["user", "add", HUMAN], env)
+    processes.run_cli(["user", "add", AUDITOR, "--admin"], env)
     processes.run_cli(
         [
             "agent-class", "add", ORCHESTRATOR,
@@ -120,14 +123,18 @@ def set_up(work_dir: Path, report: Report) -> Deployment:
     )
 
 
+async def log_in(http: httpx.AsyncClient, issuer: str, login: str) -> dict[str, str]:
+    """Log in as ``login`` and return the session's Authorization header."""
+    response = await http.post(
+        f"{issuer}/v1/sessions", json={"login": login, "password": HUMAN_PASSWORD}
+    )
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['session_token']}"}
+
+
 async def approve_as_human(http: httpx.AsyncClient, issuer: str) -> str:
     """Log in as the human, wait for the pending request and approve it."""
-    login = await http.post(
-        f"{issuer}/v1/sessions", json={"login": HUMAN, "password": HUMAN_PASSWORD}
-    )
-    login.raise_for_status()
-    session = login.json()["session_token"]
-    headers = {"Authorization": f"Bearer {session}"}
+    headers = await log_in(http, issuer, HUMAN)
 
     for _ in range(100):
         pending = await http.get(f"{issuer}/v1/approvals", headers=headers)
@@ -243,6 +250,7 @@ async def run_agents(deployment: Deployment, report: Report) -> str:
         await orchestrator.close_task(task_id, token)
         report.expect(True, f"Orchestrator closed task {task_id}")
         await refused_after_close(worker, worker_token, api_url, report)
+        await prove_last_refusal(http, issuer, worker_token, report)
         return task_id
 
 
@@ -290,6 +298,44 @@ async def refused_after_close(
         response.status_code == 401,
         "Worker's token after the task closed: refused",
         f"HTTP {response.status_code}: {reason_of(response)}",
+    )
+
+
+async def prove_last_refusal(
+    http: httpx.AsyncClient, issuer: str, token: DelegatedToken, report: Report
+) -> None:
+    """As an auditor, prove the worker's last refused request is in the signed log.
+
+    The proof is checked by the SDK against a tree head signed with the server's
+    published key, so a server that dropped or edited the event would fail it.
+    """
+    headers = await log_in(http, issuer, AUDITOR)
+    query = {"task": token.task_id or "", "decision": "deny", "limit": "100"}
+    refusals: list[dict[str, Any]] = []
+    # The API sends its decisions in batches about once a second.
+    for _ in range(50):
+        found = await http.get(
+            f"{issuer}/v1/audit/events", params=query, headers=headers
+        )
+        found.raise_for_status()
+        refusals = found.json()["events"]
+        if any(item["event"]["request"].get("status") == 401 for item in refusals):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise StepFailedError("The worker's refused request never reached the log")
+
+    last = refusals[-1]
+    signed = await http.post(f"{issuer}/v1/audit/tree-heads", headers=headers)
+    signed.raise_for_status()
+    check = await verify_event_inclusion(
+        http, issuer, last["seq"], last["event"], headers=headers
+    )
+    report.expect(
+        True,
+        f"Inclusion proof of the worker's last refused request (event #{check.seq}) "
+        f"verified against the tree head of size {check.tree_size} "
+        f"signed by key '{check.kid}'",
     )
 
 
