@@ -321,3 +321,11 @@ def test_replay_cache_full() -> None:
 def test_replay_cache_size_invalid() -> None:
     with pytest.raises(ValueError, match="max_entries must be at least 1, got 0"):
         ReplayCache(0)
+
+
+@pytest.mark.parametrize("iat", [float("nan"), float("inf")], ids=["nan", "infinity"])
+def test_non_finite_iat_rejected(iat: float) -> None:
+    # Every comparison with NaN is false, so such a proof would have no time window.
+    with pytest.raises(JOSEError) as info:
+        verify(proof_with(claims(iat=iat)))
+    assert "is not allowed" in str(info.value)

@@ -398,13 +398,13 @@ def nested_act(depth: int) -> dict[str, Any]:
 
 
 def test_act_depth_limit() -> None:
-    claims = check_access(access(access_claims(act=nested_act(16))))
+    claims = check_access(access(access_claims(act=nested_act(16), depth=16)))
     assert len(claims.actors) == 16
     error = expect(
         ActorChainTooDeepError,
         "Token claim 'act' is nested deeper than 16 levels",
         check_access,
-        access(access_claims(act=nested_act(17))),
+        access(access_claims(act=nested_act(17), depth=17)),
     )
     assert isinstance(error, InvalidClaimError)
     assert error.claim == "act"
@@ -559,8 +559,29 @@ def test_any_byte_change_fails(data: st.DataObject) -> None:
     st.integers(1, 16),
 )
 def test_round_trip(scope: str, derived: list[str], depth: int) -> None:
-    claims = access_claims(scope=scope, derived_from=derived, act=nested_act(depth))
+    claims = access_claims(
+        scope=scope, derived_from=derived, act=nested_act(depth), depth=depth
+    )
     verified = check_access(access(claims))
     assert verified.scope == scope
     assert verified.derived_from == tuple(derived)
     assert len(verified.actors) == depth
+
+
+def test_act_sub_not_client() -> None:
+    other = "spiffe://example.org/agent/orchestrator/other"
+    expect(
+        InvalidClaimError,
+        f"Token claim 'act.sub' {other!r} is not client_id {INSTANCE!r}",
+        check_access,
+        access(access_claims(act={"sub": other})),
+    )
+
+
+def test_depth_disagrees_with_act() -> None:
+    expect(
+        InvalidClaimError,
+        "Token claim 'depth' is 2 but 'act' names 1 actors",
+        check_access,
+        access(access_claims(depth=2)),
+    )

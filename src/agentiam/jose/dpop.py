@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -116,7 +117,11 @@ def _string_claim(claims: dict[str, Any], name: str) -> str:
 
 
 def _check_time(iat: Any, *, now: float, max_age: float, leeway: float) -> float:
-    if isinstance(iat, bool) or not isinstance(iat, int | float):
+    if (
+        isinstance(iat, bool)
+        or not isinstance(iat, int | float)
+        or not math.isfinite(iat)
+    ):
         raise DPoPProofError("DPoP proof claim 'iat' is missing or not a number")
     if iat > now + leeway:
         raise DPoPProofError(

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from agentiam import strict_json
 from agentiam.jose._base64url import b64url_decode, b64url_encode
 from agentiam.jose.errors import (
     ForbiddenHeaderError,
@@ -47,17 +48,6 @@ _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 KeyLookup = Callable[[str], VerificationKey | None]
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen: set[str] = set()
-        for name, _ in pairs:
-            if name in seen:
-                raise MalformedJWSError(f"JSON member {name!r} is duplicated")
-            seen.add(name)
-    return result
-
-
 def _decode_part(part: str, what: str) -> bytes:
     data = b64url_decode(part)
     if data is None:
@@ -72,9 +62,9 @@ def _decode_json_object(part: str, what: str) -> dict[str, Any]:
 
 def _parse_json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=_reject_duplicates)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise MalformedJWSError(f"JWS {what} is not valid UTF-8 JSON") from err
+        value = strict_json.loads(data, what=f"JWS {what}")
+    except strict_json.StrictJSONError as err:
+        raise MalformedJWSError(str(err)) from err
     if not isinstance(value, dict):
         raise MalformedJWSError(f"JWS {what} is not a JSON object")
     return value

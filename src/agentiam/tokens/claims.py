@@ -186,6 +186,9 @@ class AccessTokenClaims:
             raise InvalidClaimError(
                 "depth", f"Token claim 'depth' must be at least 1, got {depth}"
             )
+        client_id = check.spiffe_id(claims, "client_id")
+        act = Actor.from_dict(claims["act"]) if "act" in claims else None
+        _require_chain_consistent(client_id, depth, act)
         return cls(
             iss=check.string(claims, "iss"),
             aud=check.audience(claims),
@@ -194,12 +197,12 @@ class AccessTokenClaims:
             nbf=check.number(claims, "nbf"),
             jti=check.string(claims, "jti"),
             sub=check.string(claims, "sub"),
-            client_id=check.spiffe_id(claims, "client_id"),
+            client_id=client_id,
             scope=check.string(claims, "scope"),
             depth=depth,
             grant=GrantRef.from_dict(check.json_object(claims, "grant")),
             cnf_jkt=_jkt(claims),
-            act=Actor.from_dict(claims["act"]) if "act" in claims else None,
+            act=act,
             task=_task(claims),
             derived_from=(
                 check.string_list(claims, "derived_from")
@@ -394,3 +397,23 @@ class SessionClaims:
             "jti": self.jti,
             "admin": self.admin,
         }
+
+
+def _require_chain_consistent(client_id: str, depth: int, act: Actor | None) -> None:
+    """Check that ``act`` names the acting client first and has ``depth`` actors.
+
+    The server writes the three claims together; a token where they disagree was
+    not issued by it, whatever its signature says about the key.
+    """
+    if act is None:
+        return
+    chain = act.chain()
+    if chain[0] != client_id:
+        raise InvalidClaimError(
+            "act", f"Token claim 'act.sub' {chain[0]!r} is not client_id {client_id!r}"
+        )
+    if len(chain) != depth:
+        raise InvalidClaimError(
+            "depth",
+            f"Token claim 'depth' is {depth} but 'act' names {len(chain)} actors",
+        )
