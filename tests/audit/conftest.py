@@ -13,6 +13,7 @@ from agentiam.audit.tables import (
     audit_event_actors,
     audit_event_tasks,
     audit_events,
+    audit_tree_nodes,
     tree_heads,
 )
 from agentiam.jose import SigningKey, VerificationKey
@@ -20,7 +21,13 @@ from agentiam.storage.engine import create_engine
 from agentiam.storage.metadata import metadata
 from agentiam.storage.writer import GroupCommitWriter
 
-AUDIT_TABLES = [audit_events, audit_event_tasks, audit_event_actors, tree_heads]
+AUDIT_TABLES = [
+    audit_events,
+    audit_event_tasks,
+    audit_event_actors,
+    audit_tree_nodes,
+    tree_heads,
+]
 ISSUER = "http://127.0.0.1:8800"
 
 

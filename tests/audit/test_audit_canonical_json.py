@@ -10,7 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentiam.audit._rfc8785 import canonicalize, serialize_number
+from agentiam.audit._rfc8785 import (
+    canonicalize,
+    canonicalize_reference,
+    serialize_number,
+)
 from agentiam.audit.errors import CanonicalizationError
 
 VECTORS = json.loads(
@@ -120,3 +124,56 @@ def test_canonicalize_round_trips(value: object) -> None:
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_serialize_number_round_trips(value: float) -> None:
     assert float(serialize_number(value)) == value
+
+
+_JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.characters(codec="utf-8"))
+)
+_JSON_VALUES = st.recursive(
+    _JSON_LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.text(alphabet=st.characters(codec="utf-8")), inner, max_size=4
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@given(_JSON_VALUES)
+def test_canonicalize_fast_path_matches_reference(value: object) -> None:
+    try:
+        expected = canonicalize_reference(value)
+    except CanonicalizationError:
+        with pytest.raises(CanonicalizationError):
+            canonicalize(value)
+        return
+    assert canonicalize(value) == expected
+
+
+@pytest.mark.parametrize(
+    "case", VECTORS["objects"], ids=[case["id"] for case in VECTORS["objects"]]
+)
+def test_canonicalize_reference_rfc_examples(case: dict[str, str]) -> None:
+    value = json.loads(case["input"])
+    assert canonicalize(value) == canonicalize_reference(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1.0, -0.0, 1e21, 1e-7, 2**53 + 2, {"\U0001f600": 1, "\uffff": 2}, "\ud800"],
+    ids=["integral", "negative-zero", "1e21", "1e-7", "beyond-2-53", "non-bmp", "lone"],
+)
+def test_canonicalize_falls_back_on_unsafe(value: object) -> None:
+    try:
+        expected = canonicalize_reference(value)
+    except CanonicalizationError:
+        with pytest.raises(CanonicalizationError):
+            canonicalize(value)
+        return
+    assert canonicalize(value) == expected

@@ -209,3 +209,43 @@ def test_close_signs_final_head(audit_log: AuditLog) -> None:
     latest = audit_log.latest_tree_head()
     assert latest is not None
     assert latest.size == 1
+
+
+def test_record_concurrent_batches_share_head(audit_log: AuditLog, database) -> None:
+    _, writer = database
+    writer.run_sync(lambda conn: audit_log.record_in(conn, _event(0)))
+
+    async def run() -> list[int]:
+        return list(
+            await asyncio.gather(*(audit_log.record(_event(i)) for i in range(1, 200)))
+        )
+
+    assert sorted(asyncio.run(run())) == list(range(1, 200))
+    assert audit_log.stored_size() == 200
+    report = verify_log(audit_log._engine, lambda kid: None)
+    assert report.ok, report.problems
+
+
+def test_record_batch_fails_only_failing_event(audit_log: AuditLog) -> None:
+    original = audit_log._append
+
+    def append(conn: Connection, entries):  # type: ignore[no-untyped-def]
+        if any(entry.event.human == "h-bad" for entry in entries):
+            raise TemporarilyUnavailableError(reason="test: bad event")
+        return original(conn, entries)
+
+    audit_log._append = append  # type: ignore[method-assign]
+
+    async def run() -> list[object]:
+        events = [_event(i) for i in range(5)] + [_event(5, human="h-bad")]
+        return list(
+            await asyncio.gather(
+                *(audit_log.record(event) for event in events), return_exceptions=True
+            )
+        )
+
+    results = asyncio.run(run())
+    assert sorted(r for r in results if isinstance(r, int)) == [0, 1, 2, 3, 4]
+    assert isinstance(results[5], TemporarilyUnavailableError)
+    assert audit_log.stored_size() == 5
+    assert verify_log(audit_log._engine, lambda kid: None).ok

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 
+from agentiam.client.tokens import decode_unverified_claims
 from agentiam.jose import (
     ReplayCache,
     SigningKey,
@@ -93,6 +94,9 @@ class FakeServer:
             return httpx.Response(
                 201, json={"svid": self.svid(proof.jkt, body["agent_class"])}
             )
+        if path == "/v1/agents/renew":
+            agent_class = decode_unverified_claims(token or "")["sub"].split("/")[-2]
+            return httpx.Response(200, json={"svid": self.svid(proof.jkt, agent_class)})
         if path == "/v1/agents/spawn":
             jkt = jwk_thumbprint(body["public_jwk"])
             return httpx.Response(

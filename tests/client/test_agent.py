@@ -9,7 +9,6 @@ from client_fakes import SERVER, Clock, FakeServer
 from agentiam.client import (
     AccessDeniedError,
     Agent,
-    ClientError,
     DelegatedToken,
     ExpiredTokenError,
     InvalidScopeError,
@@ -85,11 +84,17 @@ async def test_svid_renewed_with_class_key(http, clock, server) -> None:
     assert "assertion" in server.requests[1][1]
 
 
-async def test_join_token_svid_expires(http, clock) -> None:
+async def test_join_token_svid_renewed(http, clock, server) -> None:
     agent = await attest(http, clock)
-    clock.now += 301
-    with pytest.raises(ClientError, match="cannot be renewed"):
-        await agent.current_svid()
+    first = await agent.current_svid()
+    clock.now += 250
+    renewed = await agent.current_svid()
+    assert renewed != first
+    assert [p for p, _, _ in server.requests] == [
+        "/v1/agents/attest",
+        "/v1/agents/renew",
+    ]
+    assert server.requests[1][2]["authorization"] == f"DPoP {first}"
 
 
 async def test_request_approval_polls(http, clock, server) -> None:

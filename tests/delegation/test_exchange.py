@@ -243,17 +243,30 @@ def test_exchange_rejects_closed_task(world: World) -> None:
     assert err.error == "invalid_grant"
 
 
+def _worker_token(world: World) -> tuple[str, object]:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+    response = world.exchange(world.root_token(), worker, scope="refunds")
+    return response["access_token"], worker
+
+
 def test_exchange_rejects_missing_actor(world: World) -> None:
-    err = _error(world, world.root_token(), None, scope="refunds")
+    # The worker's class does not allow impersonation.
+    token, worker = _worker_token(world)
+    world.audit.events.clear()
+
+    err = _error(world, token, None, proof_key=worker.key)  # type: ignore[attr-defined]
 
     assert err.error == "invalid_request"
-    assert "actor_token" in err.wire_description
+    assert err.wire_description == (
+        "The request is invalid. Missing actor_token: the acting instance must "
+        "present its JWT-SVID."
+    )
+    assert world.audit.types() == ["token.exchange_refused"]
+    assert world.audit.events[0].details["impersonation"] is True
+    assert "does not allow impersonation" in str(world.audit.events[0].reason)
 
 
-def test_exchange_impersonation_when_enabled(world: World) -> None:
-    from agentiam.delegation.exchange import TokenExchangeHandler
-
-    world.handler = TokenExchangeHandler(impersonation_enabled=True)
+def test_exchange_impersonation_allowed_by_class(world: World) -> None:
     subject = world.root_token()
 
     response = world.exchange(subject, None, scope="refunds")
@@ -262,6 +275,23 @@ def test_exchange_impersonation_when_enabled(world: World) -> None:
     assert claims["act"] == {"sub": world.orchestrator.spiffe_id}
     assert claims["client_id"] == world.orchestrator.spiffe_id
     assert claims["depth"] == 1
+    assert claims["cnf"] == {"jkt": world.orchestrator.key.thumbprint()}
+    assert world.audit.types() == ["token.exchanged"]
+    assert world.audit.events[0].details["impersonation"] is True
+
+
+def test_exchange_impersonation_needs_subject_key(world: World) -> None:
+    intruder = SigningKey.generate("ES256")
+
+    err = _error(world, world.root_token(), None, proof_key=intruder)
+
+    assert err.error == "invalid_dpop_proof"
+
+
+def test_exchange_delegation_is_not_impersonation(world: World) -> None:
+    _worker_token(world)
+
+    assert world.audit.events[-1].details["impersonation"] is False
 
 
 def test_exchange_rejects_other_actor_token_type(world: World) -> None:

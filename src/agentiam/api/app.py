@@ -103,6 +103,7 @@ async def run_services(ctx: ServerContext) -> AsyncIterator[None]:
     The loops refresh the key ring, and sweep expired tasks while refreshing the
     revocation set from the table (entries other processes wrote).
     """
+    from agentiam.audit.siem.sink import start_audit_sink
     from agentiam.tasks.sweep import run_sweeper
 
     ctx.writer.start()
@@ -111,6 +112,12 @@ async def run_services(ctx: ServerContext) -> AsyncIterator[None]:
         asyncio.create_task(_refresh_keyring(ctx), name="keyring-refresh"),
         asyncio.create_task(run_sweeper(ctx), name="task-sweeper"),
     ]
+
+    # SIEM export: push committed audit events when audit_sink_url is set.
+    audit_sink = start_audit_sink(ctx.settings, ctx.engine)
+    if audit_sink is not None:
+        loops.append(audit_sink)
+
     log.info("server services started", extra={"issuer": ctx.settings.issuer})
 
     try:

@@ -84,7 +84,7 @@ def _build(
 ) -> ServerContext:
     keyring = KeyRing.open(engine, settings, clock=clock, environ=environ)
     revocations = _open_revocations(engine, clock)
-    audit = _open_audit(engine, writer, settings, keyring, clock)
+    audit = _open_audit(engine, writer, settings, keyring, clock, environ)
     replay = _open_replay_cache(settings)
 
     return ServerContext(
@@ -113,11 +113,24 @@ def _open_audit(
     settings: Settings,
     keyring: KeyRing,
     clock: Callable[[], float],
+    environ: Mapping[str, str] | None,
 ) -> Any:
     from agentiam.audit.log import AuditLog
+    from agentiam.audit.pseudonyms import AuditPseudonyms
+    from agentiam.keys.kek import load_kek
 
+    # The KeyRing has already created the KEK file if there was none, so this
+    # reads the same KEK.
+    pseudonyms = AuditPseudonyms.open(engine, load_kek(settings, environ), clock=clock)
     return AuditLog(
-        engine=engine, writer=writer, settings=settings, clock=clock, keyring=keyring
+        engine=engine,
+        writer=writer,
+        settings=settings,
+        clock=clock,
+        keyring=keyring,
+        tree_head_every=settings.audit_tree_head_every,
+        tree_head_interval_ms=settings.audit_tree_head_interval_ms,
+        pseudonyms=pseudonyms,
     )
 
 

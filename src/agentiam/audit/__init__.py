@@ -4,6 +4,11 @@
 agent SDK can verify inclusion and consistency proofs without the server
 packages.  ``AuditLog`` (in ``agentiam.audit.log``) needs the server packages and
 is imported lazily on first access.
+
+No token, secret or private key enters the log.  Identifiers that work as a bearer
+secret or find one (``auth_req_id``, join-token and client-secret hashes, session
+``sid``, DPoP proof ``jti``) are recorded only as keyed HMAC pseudonyms from
+``AuditLog.pseudonym``; ``agentiam.audit.pseudonyms`` lists them.
 """
 
 from __future__ import annotations

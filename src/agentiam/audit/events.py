@@ -8,6 +8,7 @@ This module imports only the standard library, so the SDK can read events too.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -83,6 +84,8 @@ _REQUEST_KEYS: Final = frozenset(
 )
 
 
+# Event keys repeat across events, so their verdicts are cached.
+@functools.lru_cache(maxsize=4096)
 def is_sensitive_key(key: str) -> bool:
     """Return whether a mapping key names a secret (a token, password, assertion)."""
     lowered = key.lower()
@@ -416,18 +419,11 @@ _FIELD_NAMES: Final = (
 
 
 def _replace_time(event: AuditEvent, now: float) -> AuditEvent:
-    return AuditEvent(
-        event.type,
-        event.decision,
-        event.outcome,
-        event.reason,
-        event.human,
-        event.receipt_hash,
-        event.grant_id,
-        event.actors,
-        event.task_path,
-        event.request,
-        event.details,
-        event.trace_id,
-        time=now,
-    )
+    # The other fields were validated and frozen when ``event`` was built, so the
+    # copy takes them as they are and validates only the new time.
+    copy = object.__new__(AuditEvent)
+    for name in _FIELD_NAMES:
+        object.__setattr__(copy, name, getattr(event, name))
+    object.__setattr__(copy, "time", now)
+    copy._check_time()
+    return copy

@@ -5,13 +5,16 @@ Every event becomes a row of ``audit_events`` with ``seq`` (its leaf index, from
 ``chain_hash = SHA-256(previous chain_hash || leaf_hash)``.
 
 The head of the log (the last seq and chain hash) is read through the caller's
-connection, inside the caller's transaction.  The group-commit writer runs one
-unit at a time, each in a SAVEPOINT, so appends are linear.  When a unit or a
-whole batch rolls back, its rows and therefore the head roll back with it, and
-the next append continues from the last committed event.  The in-memory copy
+connection, inside the caller's write transaction: SQLite's ``BEGIN IMMEDIATE``
+(which the group-commit writer uses) or, on PostgreSQL, a transaction-scoped
+advisory lock holds off every other writer, including other processes such as
+the CLI, until the commit.  ``record`` hands its event to the writer as a batched
+item, so the events of one batch share one head read and one multi-row insert;
+``record_in`` reads the head once per call.  When a unit or a whole batch rolls
+back, its rows and therefore the head roll back with it, and the next append
+continues from the last committed event.  The in-memory copy
 (``committed_size``) is only updated after a commit is known and never decides a
-sequence number.  If two processes append at once, the primary key on ``seq``
-makes one of them fail, so the chain cannot fork.
+sequence number.  The primary key on ``seq`` makes a forked append fail.
 """
 
 from __future__ import annotations
@@ -25,25 +28,39 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from agentiam.audit.chain import GENESIS_CHAIN_HASH, next_chain_hash
 from agentiam.audit.errors import AuditError, AuditEventError, ProofError, TreeHeadError
 from agentiam.audit.events import AuditEvent
-from agentiam.audit.merkle import consistency_proof, inclusion_proof, leaf_hash
+from agentiam.audit.merkle import (
+    SubtreeRoot,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+)
 from agentiam.audit.tables import (
     audit_event_actors,
     audit_event_tasks,
     audit_events,
+    audit_tree_nodes,
     tree_heads,
 )
-from agentiam.audit.tree import SubtreeHashes
+from agentiam.audit.tree import (
+    NODE_LEVEL,
+    SubtreeHashes,
+    collect_ranges,
+    load_nodes_in,
+    nodes_for_leaves,
+    write_nodes,
+)
 from agentiam.audit.tree_head import TreeHead, sign_tree_head, verify_tree_head
 from agentiam.errors import AgentIAMError, TemporarilyUnavailableError
 
 if TYPE_CHECKING:
+    from agentiam.audit.pseudonyms import AuditPseudonyms
     from agentiam.config import Settings
     from agentiam.keys import KeyRing
     from agentiam.storage.writer import GroupCommitWriter
@@ -52,6 +69,30 @@ log = logging.getLogger("agentiam.audit.log")
 
 DEFAULT_TREE_HEAD_EVERY = 1000
 DEFAULT_TREE_HEAD_INTERVAL_MS = 10_000
+
+# The PostgreSQL advisory lock key that makes appends a single sequencer: the
+# 64-bit integer of the ASCII bytes "agntiaml".
+AUDIT_LOCK_KEY = int.from_bytes(b"agntiaml", "big") - (1 << 63)
+
+# Statements built once, so SQLAlchemy compiles each of them once.
+_HEAD = (
+    select(audit_events.c.seq, audit_events.c.chain_hash)
+    .order_by(audit_events.c.seq.desc())
+    .limit(1)
+)
+_INSERT_EVENT = insert(audit_events)
+_INSERT_TASK = insert(audit_event_tasks)
+_INSERT_ACTOR = insert(audit_event_actors)
+_PG_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """An event ready to append: validated, stamped, encoded and leaf-hashed."""
+
+    event: AuditEvent
+    canonical: bytes
+    leaf: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +119,8 @@ class AuditLog:
         tree_head_every: sign a tree head after this many new events (0: never).
         tree_head_interval_ms: ``run_tree_heads`` signs a head this often when
             events were added since the last one.
+        pseudonyms: the audit HMAC key behind ``pseudonym``.  Without it
+            ``pseudonym`` raises ``AuditError``.
     """
 
     def __init__(
@@ -90,20 +133,38 @@ class AuditLog:
         keyring: KeyRing | None = None,
         tree_head_every: int = DEFAULT_TREE_HEAD_EVERY,
         tree_head_interval_ms: float = DEFAULT_TREE_HEAD_INTERVAL_MS,
+        pseudonyms: AuditPseudonyms | None = None,
     ) -> None:
         self._engine = engine
+        self._pseudonyms = pseudonyms
         self._writer = writer
         self._issuer = settings.issuer if settings is not None else ""
         self._clock = clock
         self.keyring = keyring
         self._tree_head_every = tree_head_every
         self._tree_head_interval = tree_head_interval_ms / 1000
-        self._tree = SubtreeHashes(self._load_leaves)
+        self._tree = SubtreeHashes(self._load_leaves, self._load_nodes)
         self._head_lock = asyncio.Lock()
         self._runner: asyncio.Task[None] | None = None
         self.committed_size = self.stored_size()
+        self._ensure_nodes()
         latest = self.latest_tree_head()
         self._last_head_size = latest.size if latest is not None else 0
+
+    def pseudonym(self, kind: str, value: str) -> str:
+        """Return the keyed ``h1:`` pseudonym to record in place of ``value``.
+
+        See ``agentiam.audit.pseudonyms`` for the kinds and what each one takes.
+
+        Raises:
+            AuditError: the log has no audit HMAC key, or ``kind`` is unknown.
+        """
+        if self._pseudonyms is None:
+            raise AuditError(
+                "No audit HMAC key was given to the audit log, so it cannot "
+                "pseudonymize identifiers."
+            )
+        return self._pseudonyms.pseudonym(kind, value)
 
     # -- appending ---------------------------------------------------------------
 
@@ -117,66 +178,63 @@ class AuditLog:
             TemporarilyUnavailableError: the database write failed, so the caller's
                 unit fails too and nothing of it is kept.
         """
+        return self._append_batch(conn, [self._entry(event)])[0]
+
+    def _entry(self, event: AuditEvent) -> _Entry:
         stamped = event.stamped(self._clock())
         canonical = stamped.canonical()
-        leaf = leaf_hash(canonical)
+        return _Entry(stamped, canonical, leaf_hash(canonical))
 
+    def _append_batch(self, conn: Connection, entries: Sequence[_Entry]) -> list[int]:
+        """Append ``entries`` in order after the current head; return their seqs."""
         try:
-            return self._append(conn, stamped, canonical, leaf)
+            return self._append(conn, entries)
         except SQLAlchemyError as err:
             log.error(
                 "Failed to append audit event",
-                extra={"event_type": event.type, "error": repr(err)},
+                extra={"events": len(entries), "error": repr(err)},
             )
             raise TemporarilyUnavailableError(
                 reason=f"audit append failed: {err!r}"
             ) from err
 
-    def _append(
-        self, conn: Connection, event: AuditEvent, canonical: bytes, leaf: bytes
-    ) -> int:
-        last = conn.execute(
-            select(audit_events.c.seq, audit_events.c.chain_hash)
-            .order_by(audit_events.c.seq.desc())
-            .limit(1)
-        ).first()
-        seq = 0 if last is None else last.seq + 1
-        previous = GENESIS_CHAIN_HASH if last is None else bytes(last.chain_hash)
+    def _append(self, conn: Connection, entries: Sequence[_Entry]) -> list[int]:
+        if conn.dialect.name == "postgresql":
+            conn.execute(_PG_LOCK, {"key": AUDIT_LOCK_KEY})
+        last = conn.execute(_HEAD).first()
+        first = 0 if last is None else last.seq + 1
+        chain = GENESIS_CHAIN_HASH if last is None else bytes(last.chain_hash)
 
-        conn.execute(
-            insert(audit_events).values(
-                seq=seq,
-                time=event.time,
-                type=event.type,
-                decision=event.decision,
-                human=event.human,
-                grant_id=event.grant_id,
-                agent=event.actors[0] if event.actors else None,
-                task_id=event.task_id,
-                leaf_hash=leaf,
-                chain_hash=next_chain_hash(previous, leaf),
-                canonical=canonical,
+        rows: list[dict[str, Any]] = []
+        for seq, entry in enumerate(entries, start=first):
+            chain = next_chain_hash(chain, entry.leaf)
+            rows.append(_event_row(seq, entry, chain))
+        conn.execute(_INSERT_EVENT, rows)
+        self._insert_index_rows(conn, first, entries)
+
+        for seq, entry in enumerate(entries, start=first):
+            write_nodes(conn, seq + 1, entry.leaf)
+        return list(range(first, first + len(entries)))
+
+    def _insert_index_rows(
+        self, conn: Connection, first: int, entries: Sequence[_Entry]
+    ) -> None:
+        tasks: list[dict[str, Any]] = []
+        actors: list[dict[str, Any]] = []
+        for seq, entry in enumerate(entries, start=first):
+            path = {task: depth for depth, task in enumerate(entry.event.task_path)}
+            tasks.extend(
+                {"seq": seq, "task_id": task, "depth": depth}
+                for task, depth in path.items()
             )
-        )
-        self._insert_index_rows(conn, seq, event)
-        return seq
-
-    def _insert_index_rows(self, conn: Connection, seq: int, event: AuditEvent) -> None:
-        tasks = {task: depth for depth, task in enumerate(event.task_path)}
+            actors.extend(
+                {"seq": seq, "actor": actor}
+                for actor in dict.fromkeys(entry.event.actors)
+            )
         if tasks:
-            conn.execute(
-                insert(audit_event_tasks),
-                [
-                    {"seq": seq, "task_id": task, "depth": depth}
-                    for task, depth in tasks.items()
-                ],
-            )
-        actors = dict.fromkeys(event.actors)
+            conn.execute(_INSERT_TASK, tasks)
         if actors:
-            conn.execute(
-                insert(audit_event_actors),
-                [{"seq": seq, "actor": actor} for actor in actors],
-            )
+            conn.execute(_INSERT_ACTOR, actors)
 
     async def record(self, event: AuditEvent) -> int:
         """Append ``event`` in its own unit of work; return its seq after the commit.
@@ -185,9 +243,9 @@ class AuditLog:
             AuditEventError: the event cannot be encoded canonically.
             TemporarilyUnavailableError: the event could not be committed.
         """
-        stamped = event.stamped(self._clock())
+        entry = self._entry(event)
         try:
-            seq = await self._writer.submit(lambda conn: self.record_in(conn, stamped))
+            seq = await self._writer.submit_batched(self._append_batch, entry)
         except (AuditEventError, TemporarilyUnavailableError):
             raise
         except (AgentIAMError, SQLAlchemyError, RuntimeError) as err:
@@ -202,9 +260,11 @@ class AuditLog:
 
     def record_sync(self, event: AuditEvent) -> int:
         """Append ``event`` from synchronous code (the CLI) and return its seq."""
-        stamped = event.stamped(self._clock())
+        entry = self._entry(event)
         try:
-            seq = self._writer.run_sync(lambda conn: self.record_in(conn, stamped))
+            seq = self._writer.run_sync(
+                lambda conn: self._append_batch(conn, [entry])[0]
+            )
         except (AuditEventError, TemporarilyUnavailableError):
             raise
         except (AgentIAMError, SQLAlchemyError, RuntimeError) as err:
@@ -243,6 +303,39 @@ class AuditLog:
             ).all()
         return [bytes(row.leaf_hash) for row in rows]
 
+    def _load_nodes(
+        self, keys: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        with self._engine.connect() as conn:
+            return load_nodes_in(conn, keys)
+
+    def _ensure_nodes(self) -> None:
+        """Rebuild ``audit_tree_nodes`` when it does not cover the stored events.
+
+        A database written before the table existed, or rows copied in by hand,
+        leave it short; the rebuild reads every leaf hash once.
+        """
+        expected = self.committed_size >> NODE_LEVEL
+        with self._engine.connect() as conn:
+            present = conn.execute(
+                select(func.count())
+                .select_from(audit_tree_nodes)
+                .where(audit_tree_nodes.c.level == NODE_LEVEL)
+            ).scalar()
+        if present == expected:
+            return
+
+        log.info(
+            "Rebuilding audit tree nodes", extra={"tree_size": self.committed_size}
+        )
+        leaves = self._load_leaves(0, self.committed_size)
+        with self._engine.begin() as conn:
+            conn.execute(audit_tree_nodes.delete())
+            rows = list(nodes_for_leaves(leaves))
+            if rows:
+                conn.execute(insert(audit_tree_nodes), rows)
+        self._tree.clear()
+
     # -- Merkle tree -------------------------------------------------------------
 
     def _check_size(self, size: int) -> int:
@@ -259,6 +352,12 @@ class AuditLog:
         self._check_size(size)
         return self._tree.subtree_root(0, size)
 
+    def _proof(self, build: Callable[[SubtreeRoot], list[bytes]]) -> list[bytes]:
+        # The first run only records which subtrees the proof needs, so the
+        # second reads them in a few queries instead of one per hash.
+        resolver = self._tree.resolver(collect_ranges(build))
+        return build(resolver)
+
     def inclusion_proof(self, seq: int, tree_size: int) -> list[bytes]:
         """Return the audit path of event ``seq`` in the tree of ``tree_size`` events.
 
@@ -267,7 +366,7 @@ class AuditLog:
                 than the log.
         """
         self._check_size(tree_size)
-        return inclusion_proof(seq, tree_size, self._tree.subtree_root)
+        return self._proof(lambda roots: inclusion_proof(seq, tree_size, roots))
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
         """Return the proof that the tree of ``first`` events is a prefix of ``second``.
@@ -277,7 +376,7 @@ class AuditLog:
                 than the log.
         """
         self._check_size(second)
-        return consistency_proof(first, second, self._tree.subtree_root)
+        return self._proof(lambda roots: consistency_proof(first, second, roots))
 
     # -- signed tree heads -------------------------------------------------------
 
@@ -410,6 +509,23 @@ class AuditLog:
         if self.keyring is None:
             raise TreeHeadError("No key ring was given to the audit log.")
         return verify_tree_head(signature, self.keyring.lookup, issuer=self._issuer)
+
+
+def _event_row(seq: int, entry: _Entry, chain: bytes) -> dict[str, Any]:
+    event = entry.event
+    return {
+        "seq": seq,
+        "time": event.time,
+        "type": event.type,
+        "decision": event.decision,
+        "human": event.human,
+        "grant_id": event.grant_id,
+        "agent": event.actors[0] if event.actors else None,
+        "task_id": event.task_id,
+        "leaf_hash": entry.leaf,
+        "chain_hash": chain,
+        "canonical": entry.canonical,
+    }
 
 
 def stored_event_from_row(row: Any) -> StoredEvent:

@@ -68,6 +68,17 @@ audit_event_actors = Table(
 
 Index("ix_audit_event_actors_actor", audit_event_actors.c.actor)
 
+# The hash of each complete, aligned subtree of 2**level leaves, level >= 6, so
+# proofs read O(log n) rows (see ``agentiam.audit.tree``).  Rows are written in the
+# unit of work that appends the leaf completing the subtree.
+audit_tree_nodes = Table(
+    "audit_tree_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
 tree_heads = Table(
     "audit_tree_heads",
     metadata,
@@ -92,4 +103,15 @@ audit_decision_ids = Table(
     Column("client_id", String(256), primary_key=True),
     Column("decision_id", String(256), primary_key=True),
     Column("seq", BigInteger, nullable=False),
+)
+
+# The audit HMAC key that pseudonymizes secret-like identifiers in events (see
+# ``agentiam.audit.pseudonyms``): ``key`` is ``nonce || AES-256-GCM ciphertext``
+# of 32 random bytes under the key-encryption key.
+audit_hmac_keys = Table(
+    "audit_hmac_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
 )

@@ -1,30 +1,42 @@
-"""``agentiam audit trail|verify|export|sign-head``: the audit log on the data dir.
+"""``agentiam audit trail|verify|export|sign-head|sink run``: the audit log.
 
-These commands read the database directly, as the administrator.  ``verify``
-recomputes the hash chain and the Merkle roots and checks them against the signed
-tree heads; it exits 1 naming the first bad position.
+These commands read the database in the data dir directly, as the administrator.
+``verify`` recomputes the hash chain and the Merkle roots and checks them against
+the signed tree heads; it exits 1 naming the first bad position.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from agentiam.audit.log import stored_event_from_row
+from agentiam.audit.errors import AuditError, TreeHeadError
+from agentiam.audit.log import StoredEvent, stored_event_from_row
 from agentiam.audit.queries import event_to_json, render_trail, trail
+from agentiam.audit.siem.ocsf import to_ocsf
+from agentiam.audit.siem.sink import AuditSink, SinkDeliveryError
 from agentiam.audit.tables import audit_events
-from agentiam.audit.verify import verify_log
+from agentiam.audit.tree_head import TreeHead
+from agentiam.audit.verify import (
+    VerifyReport,
+    load_trusted_head,
+    verify_export,
+    verify_log,
+)
 from agentiam.cli.context import (
     add_common_arguments,
     add_output_argument,
     open_cli_context,
 )
 from agentiam.cli.output import emit, error
+from agentiam.jose import KeyLookup, VerificationKey
 
 EXPORT_VERSION = 1
 _EXPORT_BATCH = 10_000
@@ -47,6 +59,26 @@ def register(subparsers: Any) -> None:
     verify = verbs.add_parser(
         "verify", help="check the hash chain, the Merkle tree and the signed heads"
     )
+    verify.add_argument(
+        "file",
+        metavar="FILE",
+        nargs="?",
+        help="an export from 'agentiam audit export' to verify instead of the "
+        "database (default: the database in the data dir)",
+    )
+    verify.add_argument(
+        "--trusted-head",
+        action="append",
+        default=[],
+        metavar="JWS_OR_FILE",
+        help="a signed tree head kept from earlier, or a file with one; the log "
+        "must contain it, else 'log rolled back' (repeatable)",
+    )
+    verify.add_argument(
+        "--jwks",
+        metavar="FILE",
+        help="JWKS file with the server's public keys (default: the data dir's keys)",
+    )
     _add_arguments(verify)
     verify.set_defaults(func=verify_audit_log)
 
@@ -54,6 +86,13 @@ def register(subparsers: Any) -> None:
         "export", help="write every event and tree head to FILE as JSON lines"
     )
     export.add_argument("file", metavar="FILE", help="output file ('-' for stdout)")
+    export.add_argument(
+        "--format",
+        choices=("jsonl", "ocsf"),
+        default="jsonl",
+        help="jsonl: the stored events and tree heads; ocsf: one OCSF object per "
+        "event per line, without tree heads (default: jsonl)",
+    )
     _add_arguments(export)
     export.set_defaults(func=export_audit_log)
 
@@ -62,6 +101,34 @@ def register(subparsers: Any) -> None:
     )
     _add_arguments(sign)
     sign.set_defaults(func=sign_head)
+
+    _register_sink(verbs)
+
+
+def _register_sink(verbs: Any) -> None:
+    sink = verbs.add_parser(
+        "sink", help="push audit events as OCSF to the audit_sink_url endpoint"
+    )
+    sink_verbs = sink.add_subparsers(dest="sink_verb", required=True)
+    run = sink_verbs.add_parser(
+        "run", help="deliver the events after the sink's cursor, at least once"
+    )
+    mode = run.add_mutually_exclusive_group(required=True)
+    mode.add_argument(
+        "--once", action="store_true", help="deliver every pending event, then exit"
+    )
+    mode.add_argument(
+        "--follow", action="store_true", help="keep delivering new events until killed"
+    )
+    run.add_argument(
+        "--max-attempts",
+        type=int,
+        default=5,
+        metavar="N",
+        help="with --once, exit 1 after N failed attempts at one batch (default: 5)",
+    )
+    _add_arguments(run)
+    run.set_defaults(func=run_sink)
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,13 +161,11 @@ def verify_audit_log(args: argparse.Namespace) -> int:
     def progress(count: int) -> None:
         sys.stderr.write(f"verified {count} events\n")
 
-    with open_cli_context(args) as ctx:
-        report = verify_log(
-            ctx.engine,
-            ctx.keyring.lookup,
-            issuer=ctx.settings.issuer,
-            progress=progress,
-        )
+    try:
+        report = _run_verify(args, progress)
+    except (AuditError, TreeHeadError, OSError) as err:
+        error(f"audit log verification failed: {err}")
+        return 1
 
     summary: dict[str, Any] = {
         "ok": report.ok,
@@ -123,25 +188,82 @@ def verify_audit_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_verify(
+    args: argparse.Namespace, progress: Callable[[int], None]
+) -> VerifyReport:
+    if args.jwks is not None and args.file is not None:
+        keys = _jwks_lookup(Path(args.jwks))
+        return _verify_file(args, keys, None, progress)
+
+    with open_cli_context(args) as ctx:
+        keys = (
+            ctx.keyring.lookup if args.jwks is None else _jwks_lookup(Path(args.jwks))
+        )
+        issuer = ctx.settings.issuer
+        if args.file is not None:
+            return _verify_file(args, keys, issuer, progress)
+        trusted = _trusted_heads(args.trusted_head, keys, issuer)
+        return verify_log(
+            ctx.engine, keys, issuer=issuer, progress=progress, trusted_heads=trusted
+        )
+
+
+def _verify_file(
+    args: argparse.Namespace,
+    keys: KeyLookup,
+    issuer: str | None,
+    progress: Callable[[int], None],
+) -> VerifyReport:
+    trusted = _trusted_heads(args.trusted_head, keys, issuer)
+    with Path(args.file).open(encoding="utf-8") as lines:
+        return verify_export(
+            lines, keys, issuer=issuer, progress=progress, trusted_heads=trusted
+        )
+
+
+def _trusted_heads(
+    values: list[str], keys: KeyLookup, issuer: str | None
+) -> list[TreeHead]:
+    """Verify each ``--trusted-head``: a compact JWS, or a file containing one."""
+    heads = []
+    for value in values:
+        # A compact JWS has two dots and no path separator; anything else is a file.
+        is_jws = value.count(".") == 2 and "/" not in value
+        text = value if is_jws else Path(value).read_text(encoding="utf-8")
+        try:
+            heads.append(load_trusted_head(text, keys, issuer=issuer))
+        except TreeHeadError as err:
+            raise TreeHeadError(f"Trusted tree head {value[:40]!r}: {err}") from err
+    return heads
+
+
+def _jwks_lookup(path: Path) -> KeyLookup:
+    """Return a key lookup over the keys of a JWKS file."""
+    try:
+        keys = {
+            jwk["kid"]: VerificationKey.from_jwk(jwk)
+            for jwk in json.loads(path.read_text(encoding="utf-8"))["keys"]
+        }
+    except (ValueError, KeyError, TypeError) as err:
+        raise AuditError(f"JWKS file {str(path)!r} is invalid: {err}") from err
+    return keys.get
+
+
 def export_audit_log(args: argparse.Namespace) -> int:
     """Write one JSON line per event, then one per tree head."""
     with open_cli_context(args) as ctx:
         if args.file == "-":
-            count = _export(ctx, sys.stdout)
+            count = _EXPORTERS[args.format](ctx, sys.stdout)
         else:
             with Path(args.file).open("w", encoding="utf-8") as out:
-                count = _export(ctx, out)
+                count = _EXPORTERS[args.format](ctx, out)
     if args.file != "-":
         emit({"file": args.file, "events": count[0], "tree_heads": count[1]},
              output=_output(args))  # fmt: skip
     return 0
 
 
-def _export(ctx: Any, out: Any) -> tuple[int, int]:
-    header = {"kind": "header", "version": EXPORT_VERSION}
-    out.write(json.dumps(header, separators=(",", ":")) + "\n")
-
-    events = 0
+def _stored_events(ctx: Any) -> Iterator[StoredEvent]:
     after = -1
     while True:
         with ctx.engine.connect() as conn:
@@ -152,19 +274,70 @@ def _export(ctx: Any, out: Any) -> tuple[int, int]:
                 .limit(_EXPORT_BATCH)
             ).all()
         if not rows:
-            break
+            return
         for row in rows:
-            line = {"kind": "event", **event_to_json(stored_event_from_row(row))}
-            out.write(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
-            out.write("\n")
-        events += len(rows)
+            yield stored_event_from_row(row)
         after = rows[-1].seq
+
+
+def _export(ctx: Any, out: Any) -> tuple[int, int]:
+    header = {"kind": "header", "version": EXPORT_VERSION}
+    out.write(json.dumps(header, separators=(",", ":")) + "\n")
+
+    events = 0
+    for stored in _stored_events(ctx):
+        line = {"kind": "event", **event_to_json(stored)}
+        out.write(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
+        out.write("\n")
+        events += 1
 
     heads = ctx.audit.tree_heads()
     for head in heads:
         line = {"kind": "tree_head", **head.to_dict()}
         out.write(json.dumps(line, separators=(",", ":")) + "\n")
     return events, len(heads)
+
+
+def _export_ocsf(ctx: Any, out: Any) -> tuple[int, int]:
+    events = 0
+    for stored in _stored_events(ctx):
+        line = json.dumps(to_ocsf(stored), separators=(",", ":"), ensure_ascii=False)
+        out.write(line + "\n")
+        events += 1
+    return events, 0
+
+
+_EXPORTERS: dict[str, Callable[[Any, Any], tuple[int, int]]] = {
+    "jsonl": _export,
+    "ocsf": _export_ocsf,
+}
+
+
+def run_sink(args: argparse.Namespace) -> int:
+    """Deliver audit events to ``audit_sink_url``; exit 1 if a batch keeps failing."""
+    with open_cli_context(args) as ctx:
+        if not ctx.settings.audit_sink_url:
+            error("audit_sink_url is not set; set it in the config file or the "
+                  "AGENTIAM_AUDIT_SINK_URL environment variable")  # fmt: skip
+            return 1
+        max_attempts = max(1, args.max_attempts) if args.once else None
+        sink = AuditSink.from_settings(
+            ctx.settings, ctx.engine, max_attempts=max_attempts
+        )
+        try:
+            delivered = asyncio.run(_run_sink(sink, follow=args.follow))
+        except SinkDeliveryError as err:
+            error(str(err))
+            return 1
+    emit({"sink": sink.name, "events": delivered}, output=_output(args))
+    return 0
+
+
+async def _run_sink(sink: AuditSink, *, follow: bool) -> int:
+    async with sink:
+        if follow:
+            await sink.run()
+        return await sink.deliver_pending()
 
 
 def sign_head(args: argparse.Namespace) -> int:

@@ -27,6 +27,9 @@ NOUN_MODULES: tuple[tuple[str, str], ...] = (
     ("client", "client"),
     ("approval", "approval"),
     ("task", "task"),
+    ("grant", "grant"),
+    ("agent", "agent"),
+    ("session", "session"),
     ("audit", "audit"),
 )
 

@@ -44,9 +44,10 @@ class Agent:
     """An agent instance: an ES256 key, the JWT-SVID bound to it and the server.
 
     Build one with ``Agent.attest`` (a root agent) or ``Agent.spawn`` (a sub-agent).
-    The SVID is renewed before it expires when the agent can renew it: a root agent
-    attested with a class key attests again, and a sub-agent has its parent spawn it
-    again with the same key.
+    The SVID is renewed before it expires: a root agent attested with a join token
+    renews it at ``POST /v1/agents/renew`` with the same SPIFFE ID and key, a root
+    agent attested with a class key attests again, and a sub-agent has its parent
+    spawn it again with the same key.
     """
 
     def __init__(
@@ -105,18 +106,10 @@ class Agent:
             )
 
         svid = await attest_once()
-        # A join token is single use, so only a class key allows renewal.
-        renew = attest_once if assertion_key is not None else None
-        return cls(
-            base,
-            agent_class,
-            key,
-            svid,
-            http=http,
-            clock=clock,
-            sleep=sleep,
-            renew=renew,
-        )
+        agent = cls(base, agent_class, key, svid, http=http, clock=clock, sleep=sleep)
+        # A join token is single use, so that agent renews its SVID instead.
+        agent._renew = attest_once if assertion_key is not None else agent._renew_svid
+        return agent
 
     # -- the SVID -------------------------------------------------------------------
 
@@ -133,6 +126,13 @@ class Agent:
         self.svid_expires_at = float(exp)
         lifetime = float(exp) - float(iat if isinstance(iat, int | float) else exp)
         self._renew_before = min(SVID_RENEW_BEFORE, max(lifetime, 0.0) / 2)
+
+    async def _renew_svid(self) -> str:
+        """POST the current SVID to ``/v1/agents/renew`` and return the new one."""
+        url = f"{self.server}/v1/agents/renew"
+        headers = dpop_headers(self.key, "POST", url, self._clock(), self._svid)
+        body = await send(self.http, url, headers, json_body={})
+        return _svid_of(body, url)
 
     async def current_svid(self) -> str:
         """Return the SVID, renewing it first when it is close to expiry.
@@ -346,8 +346,6 @@ async def _attest(
     assertion_key: SigningKey | None,
 ) -> str:
     """POST one attestation and return the SVID."""
-    # NOTE: the JSON body and the 'svid' response member are not fixed by the
-    # internals contract yet; they must match the server's attest route.
     payload: dict[str, Any] = {"agent_class": agent_class}
     if join_token is not None:
         payload["join_token"] = join_token

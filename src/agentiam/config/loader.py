@@ -22,9 +22,16 @@ from agentiam.config.settings import LOG_LEVELS, SIGNING_ALGS, Settings
 ENV_PREFIX = "AGENTIAM_"
 
 #: ``AGENTIAM_*`` variables that are not settings: the config file path, the
-#: key-encryption key and a CLI user's password.  The last two are secrets and never
-#: part of ``Settings``.
-RESERVED_ENV = frozenset({"AGENTIAM_CONFIG", "AGENTIAM_KEK", "AGENTIAM_PASSWORD"})
+#: key-encryption key, a CLI user's password and the audit sink's bearer token.  All
+#: but the first are secrets and never part of ``Settings``.
+RESERVED_ENV = frozenset(
+    {
+        "AGENTIAM_CONFIG",
+        "AGENTIAM_KEK",
+        "AGENTIAM_PASSWORD",
+        "AGENTIAM_AUDIT_SINK_TOKEN",
+    }
+)
 
 # A SPIFFE trust domain: lowercase letters, digits, '.', '-' and '_' (SPIFFE ID
 # specification, section 2.1), at most 255 characters.
@@ -47,8 +54,12 @@ _POSITIVE = {
     "ciba_expires_in",
     "join_token_ttl",
     "audit_batch_max",
+    "audit_tree_head_interval_ms",
     "form_max_bytes",
     "dpop_replay_max_entries",
+    "audit_sink_batch_max",
+    "audit_sink_interval_ms",
+    "audit_sink_timeout",
 }
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Settings))
@@ -211,4 +222,12 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             f"invalid value {settings.database_url!r} for setting 'database_url': "
             "expected sqlite:///PATH or postgresql+psycopg://..."
+        )
+
+    if settings.audit_sink_url and not settings.audit_sink_url.startswith(
+        ("https://", "http://")
+    ):
+        raise ConfigError(
+            f"invalid value {settings.audit_sink_url!r} for setting 'audit_sink_url': "
+            "expected an http:// or https:// URL, or empty to turn the sink off"
         )

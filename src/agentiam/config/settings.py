@@ -45,8 +45,14 @@ class Settings:
     join_token_ttl: int = 3600
     audit_batch_max: int = 512
     audit_batch_wait_ms: int = 2
+    audit_tree_head_every: int = 1000
+    audit_tree_head_interval_ms: int = 10_000
     form_max_bytes: int = 65536
     dpop_replay_max_entries: int = 1_000_000
+    audit_sink_url: str = ""
+    audit_sink_batch_max: int = 500
+    audit_sink_interval_ms: int = 1000
+    audit_sink_timeout: int = 5
     log_level: LogLevel = "info"
 
     @property

@@ -19,7 +19,7 @@ import json
 import logging
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
@@ -77,21 +77,18 @@ class _Issue:
     open_task: Task | None
     parent_task: Task
     exp: float
+    impersonation: bool = False
 
 
 class TokenExchangeHandler:
     """The ``token-exchange`` grant type (RFC 8693 section 2) at ``/token``.
 
-    Args:
-        impersonation_enabled: issue without an actor token when the subject's
-            class allows impersonation too. Off by default, so an exchange without
-            an actor token is rejected even for such a class.
+    An exchange without an actor token is impersonation: it is rejected with
+    ``invalid_request`` unless the agent class of the subject token's client has
+    ``allow_impersonation`` set, which defaults to false.
     """
 
     grant_type = TOKEN_EXCHANGE
-
-    def __init__(self, *, impersonation_enabled: bool = False) -> None:
-        self.impersonation_enabled = impersonation_enabled
 
     async def handle(
         self, form: Mapping[str, str], request: Request, ctx: ServerContext
@@ -147,7 +144,8 @@ class TokenExchangeHandler:
         parent_task = _open_task(found.subject, ctx, now)
 
         if found.actor is None:
-            return self._impersonate(form, ctx, now, found, parent_task)
+            issue = self._impersonate(form, ctx, now, found, parent_task)
+            return replace(issue, impersonation=True)
         return _delegate(form, ctx, now, found, found.actor, grant, parent_task)
 
     def _impersonate(
@@ -160,12 +158,16 @@ class TokenExchangeHandler:
     ) -> _Issue:
         subject = found.subject
         agent_class = _class_of(subject["client_id"], ctx)
-        if not (agent_class.allow_impersonation and self.impersonation_enabled):
+        if not agent_class.allow_impersonation:
             raise InvalidRequestError(
                 "Missing actor_token: the acting instance must present its JWT-SVID.",
-                reason="exchange without actor_token and impersonation not enabled",
+                reason=(
+                    f"exchange without actor_token and agent class "
+                    f"'{agent_class.name}' does not allow impersonation"
+                ),
             )
-        # The new token speaks for the same instance, so act and depth stay as is.
+        # The caller proved the subject token's cnf key, and the new token speaks
+        # for the same instance, so act and depth stay as they are.
         return _build(
             form,
             ctx,
@@ -682,6 +684,7 @@ def _issued_event(issue: _Issue, form: Mapping[str, str]) -> AuditEvent:
             "aud": claims["aud"],
             "derived_from": claims["derived_from"],
             "task_opened": issue.open_task is not None,
+            "impersonation": issue.impersonation,
         },
     )
 
@@ -695,7 +698,11 @@ def _refusal_event(
     actors = _actors(subject.get("act"))
     if found.actor is not None:
         actors = [str(found.actor.get("sub")), *actors]
-    details: dict[str, Any] = {"error": err.error}
+    # An exchange with no actor_token asks for impersonation.
+    details: dict[str, Any] = {
+        "error": err.error,
+        "impersonation": not form.get("actor_token"),
+    }
     if isinstance(subject.get("jti"), str):
         details["subject_jti"] = subject["jti"]
     return AuditEvent(

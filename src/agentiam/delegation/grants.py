@@ -121,6 +121,12 @@ class GrantStore:
         with self._engine.connect() as conn:
             return [_from_row(row) for row in conn.execute(query).mappings()]
 
+    def list_all(self) -> list[Grant]:
+        """Load every grant, newest first."""
+        query = sa.select(grants).order_by(grants.c.created_at.desc())
+        with self._engine.connect() as conn:
+            return [_from_row(row) for row in conn.execute(query).mappings()]
+
     def revoke_in(self, conn: Connection, grant_id: str, *, now: float) -> bool:
         """Mark a grant revoked inside a unit of work.
 

@@ -11,7 +11,8 @@ writes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
@@ -20,12 +21,13 @@ from agentiam.audit.events import AuditEvent
 from agentiam.errors import (
     InvalidGrantError,
     InvalidRequestError,
+    OAuthError,
     UnauthorizedClientError,
 )
 from agentiam.identity.authn import DelegateCaller
 from agentiam.identity.classes import AgentClass, AgentClassStore
 from agentiam.identity.issuance import IssuedSVID, issue_svid
-from agentiam.identity.join_tokens import consume_join_token_in
+from agentiam.identity.join_tokens import consume_join_token_in, hash_join_token
 from agentiam.jose import VerificationKey, verify_jws
 from agentiam.jose.errors import JOSEError
 
@@ -99,6 +101,9 @@ async def attest_with_join_token(
     now = ctx.clock()
     issued = issue_svid(ctx, agent_class=agent_class, jkt=key.jkt, now=now)
     event = _attested_event("join_token", agent_class, issued, key.jkt)
+    # The consumed token, as the pseudonym of its stored hash, never the hash.
+    pseudonym = ctx.audit.pseudonym("join_token", hash_join_token(join_token))
+    event = replace(event, details={**event.details, "join_token_pseudonym": pseudonym})
 
     def consume(conn: Connection) -> bool:
         if not consume_join_token_in(
@@ -224,8 +229,10 @@ async def spawn(
         raise InvalidRequestError("The sub-agent key must differ from the parent key.")
 
     claims = caller.claims
-    chain = claims.act.chain() if claims.act is not None else (caller.spiffe_id,)
+    chain = _chain(caller)
     now = ctx.clock()
+    # The child dies no later than the parent's token: a child SVID must not
+    # outlive the authority it was spawned under.
     issued = issue_svid(
         ctx,
         agent_class=agent_class,
@@ -233,6 +240,7 @@ async def spawn(
         now=now,
         parent=caller.spiffe_id,
         task=claims.task,
+        not_after=claims.exp,
     )
 
     await ctx.audit.record(
@@ -256,3 +264,67 @@ async def spawn(
         )
     )
     return _svid_response(issued)
+
+
+def _chain(caller: DelegateCaller) -> tuple[str, ...]:
+    act = caller.claims.act
+    return act.chain() if act is not None else (caller.spiffe_id,)
+
+
+def _refusal_details(err: OAuthError, details: Mapping[str, Any]) -> dict[str, Any]:
+    return {"error": err.error, **{k: v for k, v in details.items() if v is not None}}
+
+
+async def record_attest_refusal(
+    ctx: ServerContext, err: OAuthError, *, details: Mapping[str, Any]
+) -> None:
+    """Write the ``agent.attest_refused`` event of a rejected attestation.
+
+    Args:
+        details: safe values known when the request failed, such as the method,
+            the agent class and the key thumbprint; never the join token or the
+            assertion.
+    """
+    await ctx.audit.record(
+        AuditEvent(
+            type="agent.attest_refused",
+            decision="deny",
+            outcome="refused",
+            reason=(err.reason or err.description)[:1024],
+            request={"method": "POST", "path": "/v1/agents/attest"},
+            details=_refusal_details(err, details),
+        )
+    )
+
+
+async def record_spawn_refusal(
+    ctx: ServerContext,
+    err: OAuthError,
+    caller: DelegateCaller | None,
+    *,
+    details: Mapping[str, Any],
+) -> None:
+    """Write the ``agent.spawn_refused`` event of a rejected spawn.
+
+    Args:
+        caller: the authenticated parent, or None when authentication failed.
+        details: safe values known when the request failed, e.g. the child class.
+    """
+    claims = caller.claims if caller is not None else None
+    await ctx.audit.record(
+        AuditEvent(
+            type="agent.spawn_refused",
+            decision="deny",
+            outcome="refused",
+            reason=(err.reason or err.description)[:1024],
+            human=claims.sub if claims else None,
+            receipt_hash=claims.grant.receipt_hash if claims else None,
+            grant_id=claims.grant.id if claims else None,
+            actors=_chain(caller) if caller is not None else (),
+            task_path=tuple(claims.task.path) if claims and claims.task else (),
+            request={"method": "POST", "path": "/v1/agents/spawn"},
+            details=_refusal_details(
+                err, {**details, "parent_jti": claims.jti if claims else None}
+            ),
+        )
+    )

@@ -52,19 +52,28 @@ def issue_svid(
     now: float,
     parent: str | None = None,
     task: TaskRef | None = None,
+    spiffe_id: str | None = None,
+    not_after: float | None = None,
 ) -> IssuedSVID:
-    """Sign a JWT-SVID for a new instance of a class, bound to the key ``jkt``.
+    """Sign a JWT-SVID for an instance of a class, bound to the key ``jkt``.
 
     Args:
         parent: the parent instance's SPIFFE ID, for a sub-agent.
         task: the task the sub-agent works in.
+        spiffe_id: the SPIFFE ID of an instance that renews its SVID; a new
+            instance id is drawn when it is None.
+        not_after: the latest ``exp`` the SVID may have, e.g. the ``exp`` of the
+            parent's access token; ``svid_ttl`` from now applies when it is later.
     """
     settings = ctx.settings
-    spiffe_id = str(
-        agent_spiffe_id(settings.trust_domain, agent_class, new_instance_id())
-    )
+    if spiffe_id is None:
+        spiffe_id = str(
+            agent_spiffe_id(settings.trust_domain, agent_class, new_instance_id())
+        )
     issued_at = int(now)
     expires_at = issued_at + settings.svid_ttl
+    if not_after is not None:
+        expires_at = min(expires_at, int(not_after))
     jti = secrets.token_urlsafe(16)
 
     claims = SVIDClaims(
@@ -79,7 +88,7 @@ def issue_svid(
         task=task,
     )
     svid = sign_jws(claims.to_dict(), ctx.keyring.active(), typ=SVID_TYP)
-    return IssuedSVID(svid, spiffe_id, jti, settings.svid_ttl, expires_at)
+    return IssuedSVID(svid, spiffe_id, jti, max(0, expires_at - issued_at), expires_at)
 
 
 def issue_session(

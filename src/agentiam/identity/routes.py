@@ -1,4 +1,5 @@
-"""HTTP routes of the identity package: login, attestation, spawn and admin API."""
+"""HTTP routes of the identity package: login, logout, attestation, renewal, spawn
+and the admin API."""
 
 from __future__ import annotations
 
@@ -15,16 +16,26 @@ from starlette.routing import BaseRoute, Route
 
 from agentiam.api.openapi import operation
 from agentiam.audit.events import AuditEvent
-from agentiam.errors import InvalidGrantError, InvalidRequestError, NotFoundError
+from agentiam.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    NotFoundError,
+    OAuthError,
+)
 from agentiam.identity import schemas
 from agentiam.identity.attestation import (
     InstanceKey,
     attest_with_assertion,
     attest_with_join_token,
+    record_attest_refusal,
+    record_spawn_refusal,
     spawn,
 )
 from agentiam.identity.authn import (
+    AgentCaller,
+    DelegateCaller,
     require_admin,
+    require_agent,
     require_delegate,
     require_dpop_proof,
     require_session,
@@ -47,6 +58,7 @@ from agentiam.identity.passwords import (
     hash_password,
     verify_password,
 )
+from agentiam.identity.renewal import record_renew_refusal, renew_svid
 from agentiam.identity.users import UserStore, validate_password
 from agentiam.jose import VerificationKey
 from agentiam.jose.errors import JOSEError
@@ -91,6 +103,16 @@ async def create_session(request: Request, ctx: ServerContext) -> Response:
 
     user = await _check_login(ctx, login, password)
     if user is None:
+        # The login may be a mistyped password, so neither value is recorded.
+        await ctx.audit.record(
+            AuditEvent(
+                type="session.refused",
+                decision="deny",
+                outcome="refused",
+                reason="unknown or wrong credentials",
+                request={"method": "POST", "path": "/v1/sessions"},
+            )
+        )
         raise InvalidGrantError(_LOGIN_FAILED)
 
     session = issue_session(ctx, user_id=user.id, admin=user.admin, now=ctx.clock())
@@ -101,7 +123,11 @@ async def create_session(request: Request, ctx: ServerContext) -> Response:
             outcome="issued",
             human=user.id,
             request={"method": "POST", "path": "/v1/sessions"},
-            details={"sid": session.sid, "session_jti": session.jti, "amr": ["pwd"]},
+            details={
+                "sid": ctx.audit.pseudonym("sid", session.sid),
+                "session_jti": session.jti,
+                "amr": ["pwd"],
+            },
         )
     )
     return JSONResponse(
@@ -136,28 +162,89 @@ def _instance_key(jwk: dict[str, Any]) -> InstanceKey:
 async def attest(request: Request, ctx: ServerContext) -> Response:
     """Issue a JWT-SVID to a root instance that proves its class.
 
-    The DPoP proof (no ``ath``) carries the instance's public key.
+    The DPoP proof (no ``ath``) carries the instance's public key. A rejected
+    attestation writes an ``agent.attest_refused`` event.
     """
+    known: dict[str, Any] = {}
+    try:
+        result = await _attest(request, ctx, known)
+    except OAuthError as err:
+        await record_attest_refusal(ctx, err, details=known)
+        raise
+    return JSONResponse(result, status_code=201, headers={"Cache-Control": "no-store"})
+
+
+async def _attest(
+    request: Request, ctx: ServerContext, known: dict[str, Any]
+) -> dict[str, Any]:
     proof = require_dpop_proof(request, ctx, access_token=None)
+    known["jkt"] = proof.jkt
     body = await read_json_object(request, ctx)
     agent_class = string_member(body, "agent_class")
+    known["agent_class"] = agent_class[:64]
     join_token = optional_string_member(body, "join_token")
     assertion = optional_string_member(body, "assertion")
     key = InstanceKey(jwk=dict(proof.jwk), jkt=proof.jkt)
 
     if join_token is not None and assertion is None:
-        result = await attest_with_join_token(
+        known["method"] = "join_token"
+        return await attest_with_join_token(
             ctx, agent_class=agent_class, join_token=join_token, key=key
         )
-    elif assertion is not None and join_token is None:
-        result = await attest_with_assertion(
+    if assertion is not None and join_token is None:
+        known["method"] = "assertion"
+        return await attest_with_assertion(
             ctx, agent_class=agent_class, assertion=assertion, key=key
         )
-    else:
-        raise InvalidRequestError(
-            "Send exactly one of the members 'join_token' and 'assertion'."
+    raise InvalidRequestError(
+        "Send exactly one of the members 'join_token' and 'assertion'."
+    )
+
+
+@operation(
+    "Renew the SVID of a root agent instance",
+    response=schemas.SVID,
+    tags=("identity",),
+)
+async def renew(request: Request, ctx: ServerContext) -> Response:
+    """Issue a new JWT-SVID for the caller's SPIFFE ID and key.
+
+    The caller sends ``Authorization: DPoP <current SVID>`` and a proof of its key.
+    A rejected renewal writes an ``agent.renew_refused`` event.
+    """
+    caller: AgentCaller | None = None
+    try:
+        caller = await require_agent(request, ctx)
+        result = await renew_svid(ctx, caller)
+    except OAuthError as err:
+        await record_renew_refusal(ctx, err, caller)
+        raise
+    return JSONResponse(result, headers={"Cache-Control": "no-store"})
+
+
+@operation("Log the session's human out", status=204, tags=("identity",))
+async def delete_current_session(request: Request, ctx: ServerContext) -> Response:
+    """Revoke the presented session's ``sid`` so that its token stops working."""
+    session = await require_session(request, ctx)
+
+    def work(conn: Connection) -> None:
+        # The token dies at its exp, so the entry can go after that plus leeway.
+        expires_at = session.exp + ctx.settings.leeway
+        ctx.revocations.revoke_in(conn, "session", session.sid, expires_at)
+        ctx.audit.record_in(
+            conn,
+            AuditEvent(
+                type="session.revoked",
+                decision="none",
+                outcome="revoked",
+                human=session.sub,
+                request={"method": "DELETE", "path": "/v1/sessions/current"},
+                details={"sid": session.sid, "revoked_by": f"user:{session.sub}"},
+            ),
         )
-    return JSONResponse(result, status_code=201, headers={"Cache-Control": "no-store"})
+
+    await ctx.writer.submit(work)
+    return Response(status_code=204)
 
 
 @operation(
@@ -168,13 +255,22 @@ async def attest(request: Request, ctx: ServerContext) -> Response:
     tags=("identity",),
 )
 async def spawn_agent(request: Request, ctx: ServerContext) -> Response:
-    """Issue a JWT-SVID to a sub-agent of the caller, bound to ``public_jwk``."""
-    caller = await require_delegate(request, ctx)
-    body = await read_json_object(request, ctx)
-    agent_class = string_member(body, "agent_class")
-    key = _instance_key(object_member(body, "public_jwk"))
+    """Issue a JWT-SVID to a sub-agent of the caller, bound to ``public_jwk``.
 
-    result = await spawn(ctx, caller, agent_class=agent_class, key=key)
+    A rejected spawn writes an ``agent.spawn_refused`` event.
+    """
+    caller: DelegateCaller | None = None
+    known: dict[str, Any] = {}
+    try:
+        caller = await require_delegate(request, ctx)
+        body = await read_json_object(request, ctx)
+        agent_class = string_member(body, "agent_class")
+        known["agent_class"] = agent_class[:64]
+        key = _instance_key(object_member(body, "public_jwk"))
+        result = await spawn(ctx, caller, agent_class=agent_class, key=key)
+    except OAuthError as err:
+        await record_spawn_refusal(ctx, err, caller, details=known)
+        raise
     return JSONResponse(result, status_code=201, headers={"Cache-Control": "no-store"})
 
 
@@ -408,7 +504,9 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         tuple[str, str, Callable[[Request, ServerContext], Awaitable[Response]]]
     ] = [
         ("/v1/sessions", "POST", create_session),
+        ("/v1/sessions/current", "DELETE", delete_current_session),
         ("/v1/agents/attest", "POST", attest),
+        ("/v1/agents/renew", "POST", renew),
         ("/v1/agents/spawn", "POST", spawn_agent),
         ("/v1/users", "POST", create_user),
         ("/v1/users", "GET", list_users),

@@ -1,21 +1,31 @@
-"""The revocation feed: GET /v1/revocations?since=<seq>.
+"""The revocation feed and the admin revocation API, both at /v1/revocations.
 
-Readable by a registered resource-server client (HTTP Basic) or an administrator
-session. The response carries ``ETag: "<latest seq>"``, and a request whose
-``If-None-Match`` equals the current tag returns 304 with no body.
+``GET /v1/revocations?since=<seq>`` is readable by a registered resource-server
+client (HTTP Basic) or an administrator session. The response carries
+``ETag: "<latest seq>"``, and a request whose ``If-None-Match`` equals the current
+tag returns 304 with no body.
+
+``POST /v1/revocations`` with an administrator session and the JSON body
+``{"kind": "grant|task|instance|session|token", "id": "..."}`` revokes the id
+(see ``agentiam.revocation.by_id``); repeating it returns the same entry.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import functools
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agentiam.api.openapi import operation
 from agentiam.errors import InvalidRequestError
 from agentiam.identity.authn import require_admin, require_client
+from agentiam.identity.json_body import read_json_object
+from agentiam.revocation.by_id import revoke_id_in, verify_target
 
 if TYPE_CHECKING:
     from agentiam.api.context import ServerContext
@@ -56,10 +66,67 @@ async def revocation_feed(request: Request, ctx: ServerContext) -> Response:
     return JSONResponse(body, headers=headers)
 
 
+_REVOCATION_REQUEST = {
+    "type": "object",
+    "required": ["kind", "id"],
+    "properties": {
+        "kind": {"enum": ["grant", "task", "instance", "session", "token"]},
+        "id": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
+_REVOCATION = {
+    "type": "object",
+    "properties": {
+        "kind": {"type": "string"},
+        "id": {"type": "string"},
+        "expires_at": {"type": "number"},
+        "already_revoked": {"type": "boolean"},
+    },
+}
+
+
+@operation(
+    "Revoke a grant, task, instance, session or token by id",
+    request=_REVOCATION_REQUEST,
+    response=_REVOCATION,
+    tags=("admin",),
+)
+async def create_revocation(request: Request, ctx: ServerContext) -> Response:
+    """Revoke one id of any kind as an administrator; repeating it is harmless."""
+    session = await require_admin(request, ctx)
+    body = await read_json_object(request, ctx)
+    unknown = sorted(set(body) - {"kind", "id"})
+    if unknown:
+        raise InvalidRequestError(f"The member {unknown[0][:64]!r} is not allowed.")
+    kind, target = verify_target(body.get("kind"), body.get("id"), ctx.settings)
+
+    def work(conn: Connection) -> dict[str, Any]:
+        revoked = revoke_id_in(
+            conn,
+            ctx,
+            kind=kind,
+            target=target,
+            revoked_by=f"user:{session.sub}",
+            now=ctx.clock(),
+        )
+        return revoked.to_dict()
+
+    result = await ctx.writer.submit(work)
+    return JSONResponse(result)
+
+
 def routes(ctx: ServerContext) -> list[BaseRoute]:
-    """Return the revocation feed route bound to ``ctx``."""
+    """Return the revocation feed and admin revocation routes bound to ``ctx``."""
 
     async def feed(request: Request) -> Response:
         return await revocation_feed(request, ctx)
 
-    return [Route("/v1/revocations", feed, methods=["GET"])]
+    @functools.wraps(create_revocation)
+    async def revoke(request: Request) -> Response:
+        return await create_revocation(request, ctx)
+
+    return [
+        Route("/v1/revocations", feed, methods=["GET"]),
+        Route("/v1/revocations", revoke, methods=["POST"]),
+    ]

@@ -20,6 +20,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "agentiam.tasks.tables",
     "agentiam.revocation.tables",
     "agentiam.audit.tables",
+    "agentiam.audit.siem.tables",
 )
 
 

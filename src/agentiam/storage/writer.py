@@ -2,12 +2,20 @@
 
 Callers submit a unit of work, a callable that runs statements on a
 ``Connection``.  One writer thread takes pending units, up to ``batch_max`` of them
-or whatever arrives within ``batch_wait_ms`` of the first, and runs them in one
-transaction, each inside its own SAVEPOINT.  A unit that raises is rolled back to
+or whatever arrives within ``batch_wait_ms`` of the first while the gap between
+two arrivals stays under ``batch_gap_ms``, and runs them in one transaction,
+each inside its own SAVEPOINT.  A unit that raises is rolled back to
 its savepoint and only its future fails, with its own exception.  After the COMMIT
 every other future is resolved with its unit's return value.  If the BEGIN or the
 COMMIT fails, every future of the batch fails with ``TemporarilyUnavailableError``
 and nothing of the batch is kept.
+
+``submit_batched`` queues one item for a batch function instead of a unit.  The
+adjacent items of one batch function in a batch run as one call inside one
+SAVEPOINT, so a hot path such as the audit log pays one statement per batch, not
+one per item.  If that call raises, each of its items runs again alone in its own
+SAVEPOINT, so only the items that fail alone fail.  Futures are resolved with one
+wake-up of each caller's event loop per batch.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,17 +36,28 @@ from agentiam.errors import TemporarilyUnavailableError
 from agentiam.storage.errors import WriterClosedError
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
 
 log = logging.getLogger("agentiam.storage.writer")
 
 Work = Callable[[Connection], Any]
+# Runs the items in order on the connection and returns one result per item.
+BatchWork = Callable[[Connection, Sequence[Any]], Sequence[Any]]
 
 
 @dataclass(slots=True)
 class _Unit:
-    work: Work
-    resolve: Callable[[Any], None]
-    fail: Callable[[BaseException], None]
+    """One queued unit or batched item and the future that waits for it.
+
+    ``loop`` is the caller's event loop for ``submit``; ``None`` means
+    ``future`` is a ``concurrent.futures.Future`` from ``run_sync``.
+    """
+
+    work: Work | None
+    batch_work: BatchWork | None
+    item: Any
+    loop: asyncio.AbstractEventLoop | None
+    future: Any
     result: Any = None
     error: BaseException | None = None
 
@@ -50,11 +69,19 @@ class GroupCommitWriter:
     """Run submitted units of work in batched transactions on one writer thread."""
 
     def __init__(
-        self, engine: Engine, *, batch_max: int = 512, batch_wait_ms: float = 2
+        self,
+        engine: Engine,
+        *,
+        batch_max: int = 512,
+        batch_wait_ms: float = 2,
+        batch_gap_ms: float = 0.1,
     ) -> None:
         self.engine = engine
         self.batch_max = batch_max
         self.batch_wait = batch_wait_ms / 1000
+        # Under load, units queue up while the previous batch commits, so waiting
+        # after the queue runs dry only delays the callers already in the batch.
+        self.batch_gap = min(batch_gap_ms, batch_wait_ms) / 1000
         self._queue: queue.SimpleQueue[_Unit | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -97,20 +124,27 @@ class GroupCommitWriter:
         """Queue ``work`` and return its result once its batch has committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        self._put(_Unit(work, None, None, loop, future))
+        return await future
 
-        def resolve(value: Any) -> None:
-            _call_in_loop(loop, future, value, None)
+    async def submit_batched(
+        self, work: Callable[[Connection, Sequence[I]], Sequence[T]], item: I
+    ) -> T:
+        """Queue ``item`` for ``work``; return its result once its batch committed.
 
-        def fail(error: BaseException) -> None:
-            _call_in_loop(loop, future, None, error)
-
-        self._put(_Unit(work, resolve, fail))
+        ``work(conn, items)`` must return one result per item, in order.  Adjacent
+        items whose ``work`` compares equal (the same function, or the same bound
+        method of one object) share a call.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._put(_Unit(None, work, item, loop, future))
         return await future
 
     def run_sync(self, work: Callable[[Connection], T]) -> T:
         """Queue ``work`` from synchronous code (the CLI) and block until committed."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._put(_Unit(work, future.set_result, future.set_exception))
+        self._put(_Unit(work, None, None, None, future))
         return future.result()
 
     def _put(self, unit: _Unit) -> None:
@@ -134,13 +168,13 @@ class GroupCommitWriter:
         self._drain_after_stop()
 
     def _collect(self, first: object) -> tuple[list[_Unit], bool]:
-        """Gather units until the batch is full or the wait after the first ends."""
+        """Gather units until the batch is full, the wait ends or arrivals pause."""
         assert isinstance(first, _Unit)
         batch = [first]
         deadline = time.monotonic() + self.batch_wait
 
         while len(batch) < self.batch_max:
-            remaining = deadline - time.monotonic()
+            remaining = min(deadline - time.monotonic(), self.batch_gap)
             try:
                 item = (
                     self._queue.get(timeout=remaining)
@@ -161,23 +195,17 @@ class GroupCommitWriter:
                 self.engine.connect().execution_options(sqlite_immediate=True) as conn,
                 conn.begin(),
             ):
-                for unit in batch:
-                    _run_unit(conn, unit)
+                for group in _groups(batch):
+                    _run_group(conn, group)
         except Exception as exc:
             log.exception(
                 "group commit failed", extra={"units": len(batch), "error": repr(exc)}
             )
             for unit in batch:
-                unit.fail(
-                    TemporarilyUnavailableError(reason=f"group commit failed: {exc!r}")
+                unit.error = TemporarilyUnavailableError(
+                    reason=f"group commit failed: {exc!r}"
                 )
-            return
-
-        for unit in batch:
-            if unit.error is not None:
-                unit.fail(unit.error)
-            else:
-                unit.resolve(unit.result)
+        _settle(batch)
 
     def _drain_after_stop(self) -> None:
         while True:
@@ -186,10 +214,40 @@ class GroupCommitWriter:
             except queue.Empty:
                 return
             if isinstance(item, _Unit):
-                item.fail(WriterClosedError("the group-commit writer was closed"))
+                item.error = WriterClosedError("the group-commit writer was closed")
+                _settle([item])
+
+
+def _groups(batch: list[_Unit]) -> list[list[_Unit]]:
+    """Split a batch into plain units and runs of items of one batch function."""
+    groups: list[list[_Unit]] = []
+    for unit in batch:
+        last = groups[-1][0] if groups else None
+        if (
+            unit.batch_work is not None
+            and last is not None
+            and last.batch_work == unit.batch_work
+        ):
+            groups[-1].append(unit)
+        else:
+            groups.append([unit])
+    return groups
+
+
+def _run_group(conn: Connection, group: list[_Unit]) -> None:
+    if group[0].batch_work is None:
+        _run_unit(conn, group[0])
+        return
+    if len(group) > 1 and _run_items(conn, group):
+        return
+
+    # The shared call failed, so each item runs alone and fails only for itself.
+    for unit in group:
+        _run_items(conn, [unit])
 
 
 def _run_unit(conn: Connection, unit: _Unit) -> None:
+    assert unit.work is not None
     savepoint = conn.begin_nested()
     try:
         unit.result = unit.work(conn)
@@ -200,22 +258,53 @@ def _run_unit(conn: Connection, unit: _Unit) -> None:
     savepoint.commit()
 
 
-def _call_in_loop(
-    loop: asyncio.AbstractEventLoop,
-    future: asyncio.Future[Any],
-    value: Any,
-    error: BaseException | None,
-) -> None:
-    def settle() -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
-
+def _run_items(conn: Connection, group: list[_Unit]) -> bool:
+    """Run one call over the group's items; return whether it succeeded."""
+    work = group[0].batch_work
+    assert work is not None
+    savepoint = conn.begin_nested()
     try:
-        loop.call_soon_threadsafe(settle)
-    except RuntimeError:
-        # The caller's event loop has closed, so no caller awaits this future.
-        log.warning("group commit result dropped: event loop closed")
+        results = work(conn, [unit.item for unit in group])
+        if len(results) != len(group):
+            raise RuntimeError(
+                f"batch function returned {len(results)} results for {len(group)} items"
+            )
+    except Exception as exc:
+        savepoint.rollback()
+        if len(group) == 1:
+            group[0].error = exc
+        return False
+    savepoint.commit()
+    for unit, result in zip(group, results, strict=True):
+        unit.result = result
+    return True
+
+
+def _settle(batch: list[_Unit]) -> None:
+    """Resolve every future of a batch, waking each event loop once."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Unit]] = {}
+    for unit in batch:
+        if unit.loop is None:
+            if unit.error is not None:
+                unit.future.set_exception(unit.error)
+            else:
+                unit.future.set_result(unit.result)
+        else:
+            by_loop.setdefault(unit.loop, []).append(unit)
+
+    for loop, units in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_in_loop, units)
+        except RuntimeError:
+            # The caller's event loop has closed, so no caller awaits these futures.
+            log.warning("group commit result dropped: event loop closed")
+
+
+def _settle_in_loop(units: list[_Unit]) -> None:
+    for unit in units:
+        if unit.future.done():
+            continue
+        if unit.error is not None:
+            unit.future.set_exception(unit.error)
+        else:
+            unit.future.set_result(unit.result)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 04:57:08.153554
+Create Date: 2026-12-04 05:05:00.509664
 """
 
 from __future__ import annotations
@@ -72,6 +72,20 @@ def upgrade() -> None:
         batch_op.create_index("ix_audit_events_time", ["time"], unique=False)
 
     op.create_table(
+        "audit_hmac_keys",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("key", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_hmac_keys")),
+    )
+    op.create_table(
+        "audit_sink_cursors",
+        sa.Column("sink", sa.String(length=64), nullable=False),
+        sa.Column("last_seq", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("sink", name=op.f("pk_audit_sink_cursors")),
+    )
+    op.create_table(
         "audit_tree_heads",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
@@ -87,13 +101,18 @@ def upgrade() -> None:
         batch_op.create_index("ix_audit_tree_heads_size", ["size"], unique=False)
 
     op.create_table(
+        "audit_tree_nodes",
+        sa.Column("level", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("idx", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("hash", sa.LargeBinary(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("level", "idx", name=op.f("pk_audit_tree_nodes")),
+    )
+    op.create_table(
         "clients",
         sa.Column("client_id", sa.String(length=128), nullable=False),
         sa.Column("secret_hash", sa.String(length=256), nullable=False),
         sa.Column("audiences", sa.Text(), nullable=False),
-        sa.Column(
-            "disabled", sa.Boolean(), server_default=sa.false(), nullable=False
-        ),
+        sa.Column("disabled", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("client_id", name=op.f("pk_clients")),
     )
@@ -133,9 +152,7 @@ def upgrade() -> None:
         sa.Column("login", sa.String(length=128), nullable=False),
         sa.Column("display_name", sa.String(length=256), nullable=False),
         sa.Column("password_hash", sa.String(length=256), nullable=False),
-        sa.Column(
-            "disabled", sa.Boolean(), server_default=sa.false(), nullable=False
-        ),
+        sa.Column("disabled", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("admin", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
@@ -330,10 +347,13 @@ def downgrade() -> None:
 
     op.drop_table("revocations")
     op.drop_table("clients")
+    op.drop_table("audit_tree_nodes")
     with op.batch_alter_table("audit_tree_heads", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_tree_heads_size")
 
     op.drop_table("audit_tree_heads")
+    op.drop_table("audit_sink_cursors")
+    op.drop_table("audit_hmac_keys")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_events_time")
         batch_op.drop_index("ix_audit_events_task_id")

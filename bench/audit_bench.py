@@ -1,0 +1,331 @@
+"""Benchmark the audit log: durable appends, export verification and proof time.
+
+Run from the repository root::
+
+    .venv/bin/python bench/audit_bench.py [--events 1000000] [--runs 3]
+
+It measures, on SQLite in a temporary directory:
+
+- durable appends/s through ``AuditLog.record`` and ``GroupCommitWriter`` with
+  ``--writers`` asyncio tasks, next to the disk's limit in the same run: the same
+  canonical events written as JSON lines to a plain file with one fsync per batch
+  of the writer's mean batch size;
+- the time ``verify_export`` takes over an export of ``--events`` events.  The
+  rows are written in bulk with the log's own leaf, chain and tree-node code
+  (``record`` for a million events would take minutes), then exported with the
+  CLI's export code;
+- the median time of ``AuditLog.inclusion_proof`` at that size, and the first
+  proof after the log is opened.
+
+Results go to bench/results/audit.md and bench/results/audit.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import insert
+
+from agentiam.audit.chain import GENESIS_CHAIN_HASH, next_chain_hash
+from agentiam.audit.events import AuditEvent
+from agentiam.audit.log import AuditLog
+from agentiam.audit.merkle import CompactRange, leaf_hash
+from agentiam.audit.tables import audit_events, audit_tree_nodes, tree_heads
+from agentiam.audit.tree import nodes_for_leaves
+from agentiam.audit.tree_head import sign_tree_head
+from agentiam.audit.verify import verify_export
+from agentiam.cli.audit import _export
+from agentiam.jose import SigningKey, VerificationKey
+from agentiam.storage.engine import create_engine
+from agentiam.storage.metadata import metadata
+from agentiam.storage.writer import GroupCommitWriter
+
+RESULTS = Path(__file__).parent / "results"
+TABLES = [audit_events, audit_tree_nodes, tree_heads]
+ISSUER = "http://127.0.0.1:8800"
+
+
+def _event(number: int) -> AuditEvent:
+    return AuditEvent(
+        "session.created",
+        "allow",
+        "issued",
+        human=f"h-{number % 1000}",
+        request={"method": "POST", "path": "/v1/sessions"},
+        details={"session_jti": f"jti-{number:012d}"},
+    ).stamped(1_750_000_000.0 + number / 1000)
+
+
+def _open_log(directory: Path) -> tuple[Any, GroupCommitWriter, AuditLog]:
+    engine = create_engine(f"sqlite:///{directory / 'agentiam.db'}")
+    from agentiam.storage.registry import load_all_tables
+
+    load_all_tables().create_all(engine)
+    writer = GroupCommitWriter(engine, batch_max=512, batch_wait_ms=2)
+    writer.start()
+    log = AuditLog(engine=engine, writer=writer, tree_head_every=0)
+    return engine, writer, log
+
+
+def measure_appends(count: int, writers: int) -> dict[str, float]:
+    """Return appends/s through the log and the commits it made."""
+    with tempfile.TemporaryDirectory() as name:
+        engine, writer, log = _open_log(Path(name))
+        commits = 0
+        original = writer._commit
+
+        def counting(batch: list[Any]) -> None:
+            nonlocal commits
+            commits += 1
+            original(batch)
+
+        writer._commit = counting  # type: ignore[method-assign]
+
+        async def worker(first: int) -> None:
+            for number in range(first, count, writers):
+                await log.record(_event(number))
+
+        async def run() -> float:
+            start = time.perf_counter()
+            await asyncio.gather(*(worker(i) for i in range(writers)))
+            return time.perf_counter() - start
+
+        elapsed = asyncio.run(run())
+        writer.close()
+        engine.dispose()
+    return {"per_second": count / elapsed, "mean_batch": count / max(commits, 1)}
+
+
+def measure_plain_file(count: int, batch: int) -> float:
+    """Return lines/s for canonical events appended to a file, fsync per batch."""
+    lines = [_event(number).canonical() + b"\n" for number in range(count)]
+    with tempfile.TemporaryDirectory() as name:
+        path = Path(name) / "events.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        start = time.perf_counter()
+        for index in range(0, count, batch):
+            os.write(fd, b"".join(lines[index : index + batch]))
+            os.fsync(fd)
+        elapsed = time.perf_counter() - start
+        os.close(fd)
+    return count / elapsed
+
+
+def build_log(directory: Path, count: int, key: SigningKey) -> float:
+    """Write ``count`` events in bulk with the log's hashing code; return seconds."""
+    engine = create_engine(f"sqlite:///{directory / 'agentiam.db'}")
+    metadata.create_all(engine, tables=TABLES)
+    start = time.perf_counter()
+    chain, compact, leaves = GENESIS_CHAIN_HASH, CompactRange(), []
+    chunk: list[dict[str, Any]] = []
+    with engine.begin() as conn:
+        for number in range(count):
+            event = _event(number)
+            canonical = event.canonical()
+            leaf = leaf_hash(canonical)
+            chain = next_chain_hash(chain, leaf)
+            compact.append(leaf)
+            leaves.append(leaf)
+            chunk.append(
+                {"seq": number, "time": event.time, "type": event.type,
+                 "decision": event.decision, "human": event.human,
+                 "grant_id": None, "agent": None, "task_id": None,
+                 "leaf_hash": leaf, "chain_hash": chain, "canonical": canonical}
+            )  # fmt: skip
+            if len(chunk) == 10_000:
+                conn.execute(insert(audit_events), chunk)
+                chunk = []
+        if chunk:
+            conn.execute(insert(audit_events), chunk)
+        conn.execute(insert(audit_tree_nodes), list(nodes_for_leaves(leaves)))
+        head = sign_tree_head(count, compact.root(), time.time(), key, issuer=ISSUER)
+        conn.execute(
+            insert(tree_heads).values(
+                size=head.size, root=head.root, timestamp=head.timestamp,
+                kid=head.kid, signature=head.signature, version=head.version,
+            )
+        )  # fmt: skip
+    engine.dispose()
+    return time.perf_counter() - start
+
+
+def measure_verify(directory: Path, key: SigningKey, runs: int) -> list[float]:
+    """Export the log with the CLI's code, then time ``verify_export`` over it."""
+    engine = create_engine(f"sqlite:///{directory / 'agentiam.db'}")
+    writer = GroupCommitWriter(engine)
+    log = AuditLog(engine=engine, writer=writer)
+    path = directory / "export.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        _export(SimpleNamespace(engine=engine, audit=log), out)
+    engine.dispose()
+
+    public = VerificationKey.from_jwk(key.public_jwk())
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        with path.open(encoding="utf-8") as lines:
+            report = verify_export(lines, {key.kid: public}.get, issuer=ISSUER)
+        times.append(time.perf_counter() - start)
+        if not report.ok:
+            raise SystemExit(f"verification failed: {report.first_problem}")
+    return times
+
+
+def measure_proofs(directory: Path, count: int, samples: int) -> dict[str, float]:
+    """Return the first and the median inclusion proof time, in milliseconds."""
+    engine = create_engine(f"sqlite:///{directory / 'agentiam.db'}")
+    writer = GroupCommitWriter(engine)
+    start = time.perf_counter()
+    log = AuditLog(engine=engine, writer=writer)
+    opened = time.perf_counter() - start
+
+    picks = random.Random(7).sample(range(count), samples)  # noqa: S311
+    times = []
+    for seq in picks:
+        start = time.perf_counter()
+        log.inclusion_proof(seq, count)
+        times.append(time.perf_counter() - start)
+    engine.dispose()
+    return {
+        "open_ms": opened * 1000,
+        "first_ms": times[0] * 1000,
+        "median_ms": statistics.median(times[1:]) * 1000,
+    }
+
+
+def machine() -> dict[str, Any]:
+    """Return nproc, memory and CPU model of this machine."""
+    model = platform.processor()
+    memory = 0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "memory_mib": memory, "cpu": model}
+
+
+def main() -> None:
+    """Run every measurement and write the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--appends", type=int, default=20_000)
+    parser.add_argument("--writers", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    appends = [measure_appends(args.appends, args.writers) for _ in range(args.runs)]
+    batch = round(statistics.median(a["mean_batch"] for a in appends))
+    plain = [measure_plain_file(args.appends, batch) for _ in range(args.runs)]
+    rates = [a["per_second"] for a in appends]
+    ratios = [rate / limit for rate, limit in zip(rates, plain, strict=True)]
+    print(f"appends/s {rates}, plain file {plain}, batch {batch}", flush=True)
+
+    key = SigningKey.generate("ES256")
+    with tempfile.TemporaryDirectory() as name:
+        directory = Path(name)
+        build = build_log(directory, args.events, key)
+        print(f"built {args.events} events in {build:.1f} s", flush=True)
+        proofs = [
+            measure_proofs(directory, args.events, 1001) for _ in range(args.runs)
+        ]
+        verify = measure_verify(directory, key, args.runs)
+        print(f"proofs {proofs}, verify {verify}", flush=True)
+
+    results = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "writers": args.writers,
+        "appends": args.appends,
+        "runs": args.runs,
+        "appends_per_second": summary(rates),
+        "mean_batch": batch,
+        "plain_file_per_second": summary(plain),
+        "ratio": summary(ratios),
+        "events": args.events,
+        "build_seconds": build,
+        "verify_seconds": summary(verify),
+        "proof": {
+            name: summary([proof[name] for proof in proofs])
+            for name in ("open_ms", "first_ms", "median_ms")
+        },
+    }
+    write_results(results)
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    """Return the median, minimum, maximum and every value of one figure's runs."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": values,
+    }
+
+
+def _cell(figure: dict[str, Any], spec: str) -> str:
+    low, high = format(figure["min"], spec), format(figure["max"], spec)
+    return f"{format(figure['median'], spec)} ({low} to {high})"
+
+
+def write_results(results: dict[str, Any]) -> None:
+    """Write the JSON record and the Markdown page."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "audit.json").write_text(json.dumps(results, indent=2) + "\n")
+    host = results["machine"]
+    proof = results["proof"]
+    rows = [
+        ("durable appends/s", _cell(results["appends_per_second"], ",.0f"),
+         ">= 20,000"),
+        ("plain file + fsync per batch, lines/s",
+         _cell(results["plain_file_per_second"], ",.0f"), ""),
+        ("appends / plain file (per run)", _cell(results["ratio"], ".0%"), ">= 50%"),
+        (f"verify export of {results['events']:,} events, s",
+         _cell(results["verify_seconds"], ".1f"), "< 20"),
+        (f"inclusion proof at {results['events']:,}, median ms",
+         _cell(proof["median_ms"], ".3f"), "< 1"),
+        ("first proof after open, ms", _cell(proof["first_ms"], ".3f"), ""),
+        ("open the log (AuditLog()), ms", _cell(proof["open_ms"], ".1f"), ""),
+    ]  # fmt: skip
+    lines = [
+        "# Audit log benchmark",
+        "",
+        f"Command: `{results['command']}`, {results['date']}.",
+        f"Machine: {host['nproc']} CPUs ({host['cpu']}), "
+        f"{host['memory_mib']:,} MiB memory, SQLite (WAL) in a temporary directory.",
+        f"{results['writers']} asyncio tasks each awaiting `record()`; "
+        f"{results['appends']:,} events per run; mean group-commit batch "
+        f"{results['mean_batch']} events; each cell is the median of "
+        f"{results['runs']} runs, with the lowest and highest in brackets.",
+        f"The {results['events']:,}-event log is written in bulk with the log's "
+        "leaf, chain and tree-node code, not through `record()`.",
+        "",
+        "| measure | median (range) | target |",
+        "|---|---|---|",
+        *(f"| {name} | {value} | {target} |" for name, value, target in rows),
+        "",
+    ]
+    (RESULTS / "audit.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
