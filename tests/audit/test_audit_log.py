@@ -13,7 +13,7 @@ from agentiam.audit.errors import ProofError, TreeHeadError
 from agentiam.audit.events import AuditEvent
 from agentiam.audit.log import AuditLog
 from agentiam.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
-from agentiam.audit.tables import audit_events
+from agentiam.audit.tables import audit_events, audit_tree_nodes
 from agentiam.audit.tree_head import verify_tree_head
 from agentiam.audit.verify import verify_log
 from agentiam.errors import TemporarilyUnavailableError
@@ -148,7 +148,7 @@ def test_proofs_reject_size_beyond_log(audit_log: AuditLog) -> None:
         audit_log.consistency_proof(0, 4)
 
 
-def test_proofs_at_large_size_use_cache(audit_log: AuditLog, database) -> None:
+def test_proofs_at_large_size_read_missing_nodes(audit_log: AuditLog, database) -> None:
     _, writer = database
     count = 5000
 
@@ -156,13 +156,68 @@ def test_proofs_at_large_size_use_cache(audit_log: AuditLog, database) -> None:
         for i in range(count):
             audit_log.record_in(conn, _event(i))
 
+    # record_in cannot know when the caller commits, so its nodes stay out of
+    # memory until a proof reads them from the table.
     writer.run_sync(unit)
+    assert audit_log._tree.nodes() == {}
     root = audit_log.root(count)
     proof = audit_log.inclusion_proof(4321, count)
     stored = audit_log.get(4321)
     assert stored is not None
     assert verify_inclusion(4321, count, stored.leaf_hash, proof, root)
-    assert len(audit_log._tree._cache) < 2 * count // 256
+    assert 0 < len(audit_log._tree.nodes()) <= 2 * 13
+
+
+def _table_nodes(log: AuditLog) -> dict[tuple[int, int], bytes]:
+    with log._engine.connect() as conn:
+        rows = conn.execute(select(audit_tree_nodes)).all()
+    return {(row.level, row.idx): bytes(row.hash) for row in rows}
+
+
+def test_memory_nodes_equal_table(audit_log: AuditLog, database) -> None:
+    engine, writer = database
+    _record_many(audit_log, 700)
+    assert audit_log._tree.nodes() == _table_nodes(audit_log)
+    assert len(audit_log._tree.nodes()) == 10 + 5 + 2 + 1
+
+    reopened = AuditLog(engine=engine, writer=writer, tree_head_every=0)
+    assert reopened._tree.nodes() == _table_nodes(audit_log)
+
+
+def test_proof_after_rolled_back_batch(audit_log: AuditLog, database) -> None:
+    _, writer = database
+    _record_many(audit_log, 60)
+
+    def failing(conn: Connection) -> None:
+        for i in range(10):
+            audit_log.record_in(conn, _event(1000 + i))
+        raise RuntimeError("test: roll the batch back")
+
+    with pytest.raises(RuntimeError, match="roll the batch back"):
+        writer.run_sync(failing)
+    original = audit_log._append
+
+    def append_then_fail(conn: Connection, entries):  # type: ignore[no-untyped-def]
+        original(conn, entries)
+        raise TemporarilyUnavailableError(reason="test: batch rolled back")
+
+    # The rolled-back batch completes block 0 (seqs 60 to 63), so its node
+    # would be wrong in memory once other events take those seqs.
+    audit_log._append = append_then_fail  # type: ignore[method-assign]
+    with pytest.raises(TemporarilyUnavailableError):
+        _record_many(audit_log, 8)
+    audit_log._append = original  # type: ignore[method-assign]
+    assert audit_log._tree.nodes() == {}
+
+    _record_many(audit_log, 100)
+    assert audit_log._tree.nodes() == _table_nodes(audit_log)
+    root = audit_log.root(160)
+    for seq in (0, 61, 63, 64, 159):
+        stored = audit_log.get(seq)
+        assert stored is not None
+        proof = audit_log.inclusion_proof(seq, 160)
+        assert verify_inclusion(seq, 160, stored.leaf_hash, proof, root)
+    assert verify_log(audit_log._engine, lambda kid: None).ok
 
 
 def test_sign_tree_head(audit_log: AuditLog, keyring) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -50,8 +50,10 @@ from agentiam.audit.tables import (
 )
 from agentiam.audit.tree import (
     NODE_LEVEL,
+    Node,
     SubtreeHashes,
     collect_ranges,
+    load_all_nodes,
     load_nodes_in,
     nodes_for_leaves,
     write_nodes,
@@ -93,6 +95,14 @@ class _Entry:
     event: AuditEvent
     canonical: bytes
     leaf: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Appended:
+    """The seq given to one appended event and the tree nodes its leaf completed."""
+
+    seq: int
+    nodes: list[Node]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,14 +188,16 @@ class AuditLog:
             TemporarilyUnavailableError: the database write failed, so the caller's
                 unit fails too and nothing of it is kept.
         """
-        return self._append_batch(conn, [self._entry(event)])[0]
+        return self._append_batch(conn, [self._entry(event)])[0].seq
 
     def _entry(self, event: AuditEvent) -> _Entry:
         stamped = event.stamped(self._clock())
         canonical = stamped.canonical()
         return _Entry(stamped, canonical, leaf_hash(canonical))
 
-    def _append_batch(self, conn: Connection, entries: Sequence[_Entry]) -> list[int]:
+    def _append_batch(
+        self, conn: Connection, entries: Sequence[_Entry]
+    ) -> list[_Appended]:
         """Append ``entries`` in order after the current head; return their seqs."""
         try:
             return self._append(conn, entries)
@@ -198,7 +210,7 @@ class AuditLog:
                 reason=f"audit append failed: {err!r}"
             ) from err
 
-    def _append(self, conn: Connection, entries: Sequence[_Entry]) -> list[int]:
+    def _append(self, conn: Connection, entries: Sequence[_Entry]) -> list[_Appended]:
         if conn.dialect.name == "postgresql":
             conn.execute(_PG_LOCK, {"key": AUDIT_LOCK_KEY})
         last = conn.execute(_HEAD).first()
@@ -212,9 +224,10 @@ class AuditLog:
         conn.execute(_INSERT_EVENT, rows)
         self._insert_index_rows(conn, first, entries)
 
-        for seq, entry in enumerate(entries, start=first):
-            write_nodes(conn, seq + 1, entry.leaf)
-        return list(range(first, first + len(entries)))
+        return [
+            _Appended(seq, write_nodes(conn, seq + 1, entry.leaf))
+            for seq, entry in enumerate(entries, start=first)
+        ]
 
     def _insert_index_rows(
         self, conn: Connection, first: int, entries: Sequence[_Entry]
@@ -245,7 +258,7 @@ class AuditLog:
         """
         entry = self._entry(event)
         try:
-            seq = await self._writer.submit_batched(self._append_batch, entry)
+            appended = await self._writer.submit_batched(self._append_batch, entry)
         except (AuditEventError, TemporarilyUnavailableError):
             raise
         except (AgentIAMError, SQLAlchemyError, RuntimeError) as err:
@@ -254,15 +267,17 @@ class AuditLog:
                 reason=f"audit event not committed: {err!r}"
             ) from err
 
-        self.note_committed(seq + 1)
+        # The batch has committed, so its nodes may join the ones in memory.
+        self._tree.add(appended.nodes)
+        self.note_committed(appended.seq + 1)
         await self._maybe_sign_tree_head()
-        return seq
+        return appended.seq
 
     def record_sync(self, event: AuditEvent) -> int:
         """Append ``event`` from synchronous code (the CLI) and return its seq."""
         entry = self._entry(event)
         try:
-            seq = self._writer.run_sync(
+            appended = self._writer.run_sync(
                 lambda conn: self._append_batch(conn, [entry])[0]
             )
         except (AuditEventError, TemporarilyUnavailableError):
@@ -271,8 +286,9 @@ class AuditLog:
             raise TemporarilyUnavailableError(
                 reason=f"audit event not committed: {err!r}"
             ) from err
-        self.note_committed(seq + 1)
-        return seq
+        self._tree.add(appended.nodes)
+        self.note_committed(appended.seq + 1)
+        return appended.seq
 
     def note_committed(self, size: int) -> None:
         """Record that the log is known to hold at least ``size`` committed events."""
@@ -294,11 +310,19 @@ class AuditLog:
             ).first()
         return None if row is None else stored_event_from_row(row)
 
-    def _load_leaves(self, start: int, end: int) -> Sequence[bytes]:
+    def _load_leaves(self, spans: Sequence[tuple[int, int]]) -> dict[int, bytes]:
+        """Read the leaf hashes of every seq in ``spans`` in one query."""
+        seq = audit_events.c.seq
+        where = or_(*(and_(seq >= start, seq < end) for start, end in spans))
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(seq, audit_events.c.leaf_hash).where(where))
+            return {int(row[0]): bytes(row[1]) for row in rows}
+
+    def _all_leaves(self, size: int) -> list[bytes]:
         with self._engine.connect() as conn:
             rows = conn.execute(
                 select(audit_events.c.leaf_hash)
-                .where(audit_events.c.seq >= start, audit_events.c.seq < end)
+                .where(audit_events.c.seq < size)
                 .order_by(audit_events.c.seq)
             ).all()
         return [bytes(row.leaf_hash) for row in rows]
@@ -310,42 +334,45 @@ class AuditLog:
             return load_nodes_in(conn, keys)
 
     def _ensure_nodes(self) -> None:
-        """Rebuild ``audit_tree_nodes`` when it does not cover the stored events.
+        """Load ``audit_tree_nodes`` into memory, rebuilding it if it is short.
 
         A database written before the table existed, or rows copied in by hand,
         leave it short; the rebuild reads every leaf hash once.
         """
-        expected = self.committed_size >> NODE_LEVEL
         with self._engine.connect() as conn:
-            present = conn.execute(
-                select(func.count())
-                .select_from(audit_tree_nodes)
-                .where(audit_tree_nodes.c.level == NODE_LEVEL)
-            ).scalar()
-        if present == expected:
-            return
+            nodes = load_all_nodes(conn)
+        present = sum(1 for level, _, _ in nodes if level == NODE_LEVEL)
+        if present != self.committed_size >> NODE_LEVEL:
+            nodes = self._rebuild_nodes()
+        self._tree.reset(nodes)
 
+    def _rebuild_nodes(self) -> list[Node]:
         log.info(
             "Rebuilding audit tree nodes", extra={"tree_size": self.committed_size}
         )
-        leaves = self._load_leaves(0, self.committed_size)
+        leaves = self._all_leaves(self.committed_size)
+        rows = list(nodes_for_leaves(leaves))
         with self._engine.begin() as conn:
             conn.execute(audit_tree_nodes.delete())
-            rows = list(nodes_for_leaves(leaves))
             if rows:
                 conn.execute(insert(audit_tree_nodes), rows)
-        self._tree.clear()
+        return [
+            (int(row["level"]), int(row["idx"]), bytes(row["hash"])) for row in rows
+        ]
 
     # -- Merkle tree -------------------------------------------------------------
 
-    def _check_size(self, size: int) -> int:
+    def _check_size(self, size: int) -> None:
+        # Committed events are never removed, so a size within the committed
+        # count needs no query; a larger one may come from another process.
+        if size <= self.committed_size:
+            return
         stored = self.stored_size()
         self.note_committed(stored)
         if size > stored:
             raise ProofError(
                 f"Tree size {size} is larger than the log, which has {stored} events."
             )
-        return stored
 
     def root(self, size: int) -> bytes:
         """Return the Merkle tree hash of the first ``size`` events."""

@@ -1,36 +1,36 @@
-"""Merkle subtree hashes over the stored log, persisted so that proofs cost O(log n).
+"""Merkle subtree hashes over the stored log, held in memory for O(log n) proofs.
 
 The table ``audit_tree_nodes`` stores the hash of every complete, aligned subtree
 of ``2**level`` leaves with ``level >= NODE_LEVEL``, keyed by ``(level, index)``
 where the subtree covers leaves ``index * 2**level`` to ``(index + 1) * 2**level -
 1``.  Such a subtree never changes once its last leaf exists, because the log is
 append-only.  ``write_nodes`` adds the new nodes inside the unit of work that
-appends the leaf completing them, so the nodes commit or roll back with the event
-and nothing is recomputed at start.
+appends the leaf completing them, so the nodes commit or roll back with the event.
+
+``SubtreeHashes`` keeps a copy of the table in memory.  ``AuditLog`` loads it in
+one query when it opens the log and adds the nodes a batch wrote only after that
+batch has committed, so a rolled-back batch leaves nothing behind.  A node that
+is not in memory (written by another process, or by ``record_in`` in a caller's
+unit of work) is read from the table when a proof needs it.
 
 Cost, with ``NODE_LEVEL = 6`` and n events:
 
-- storage: about ``n / 2**NODE_LEVEL`` rows (n/64 + n/128 + ... < n/32), so about
-  31,000 rows of 32-byte hashes for a million events;
-- append: every ``2**NODE_LEVEL`` appends, one read of 64 leaf hashes and one insert;
-  amortized O(1) reads and inserts for the levels above;
-- proof or root of a tree of size n: the requested subtrees split into O(log n)
-  stored nodes, fetched in one query (and kept in a bounded cache), plus at most
-  two ranges of fewer than ``2**NODE_LEVEL`` leaf hashes (the proven leaf's block
-  and the partial block at the tree's right edge), so O(log n) rows in three or
-  four queries whatever n is.
+- memory and storage: ``n/64 + n/128 + ... < n/32`` hashes of 32 bytes, so about
+  31,000 hashes or 1 MB for a million events (one ``bytearray`` per level);
+- append: every ``2**NODE_LEVEL`` appends, one read of 63 leaf hashes and one
+  insert; amortized O(1) reads and inserts for the levels above;
+- proof or root of a tree of size n: O(log n) hash lookups in memory, plus the
+  leaf hashes below ``NODE_LEVEL``: the proven leaf's block (63 leaves) and the
+  partial block at the tree's right edge (up to 63 more), read in one query.
 
-NOTE: bench/audit_bench.py measured a median inclusion proof of 1.7 ms at 20,000
-events on a shared 2-CPU machine, above the 1 ms goal; the queries' SQLAlchemy
-overhead, not the row count, dominates.
-
-The hashing is RFC 9162 section 2.1 (see ``merkle``); the table only caches it.
+The hashing is RFC 9162 section 2.1 (see ``merkle``); the nodes only cache it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.engine import Connection
@@ -45,14 +45,17 @@ from agentiam.audit.merkle import (
 )
 from agentiam.audit.tables import audit_events, audit_tree_nodes
 
-LeafLoader = Callable[[int, int], Sequence[bytes]]
+# Returns the leaf hashes of every seq in the given ``(start, end)`` spans.
+LeafLoader = Callable[[Sequence[tuple[int, int]]], Mapping[int, bytes]]
 NodeLoader = Callable[[Sequence[tuple[int, int]]], Mapping[tuple[int, int], bytes]]
+# A node as ``(level, index, hash)``.
+Node = tuple[int, int, bytes]
 
 # The lowest stored level: subtrees of 64 leaves and larger.  After a change the
 # table no longer matches, and ``AuditLog`` rebuilds it when it opens the log.
 NODE_LEVEL = 6
-_CACHE_MAX = 1 << 16
-_PLACEHOLDER = bytes(32)
+_HASH = 32
+_PLACEHOLDER = bytes(_HASH)
 
 
 def perfect_pieces(start: int, end: int) -> list[tuple[int, int]]:
@@ -95,10 +98,10 @@ def collect_ranges(build: Callable[[SubtreeRoot], object]) -> list[tuple[int, in
 
 
 class SubtreeHashes:
-    """Subtree roots from the stored nodes and leaf hashes (see the module doc).
+    """Subtree roots from the nodes held in memory and leaf hashes (see the module doc).
 
     Args:
-        load_leaves: returns the leaf hashes of ``start`` to ``end - 1``.
+        load_leaves: returns the leaf hashes of the requested spans of seqs.
         load_nodes: returns the stored hashes of the requested ``(level, index)``
             nodes; absent ones are left out.
     """
@@ -106,69 +109,121 @@ class SubtreeHashes:
     def __init__(self, load_leaves: LeafLoader, load_nodes: NodeLoader) -> None:
         self._load_leaves = load_leaves
         self._load_nodes = load_nodes
-        self._cache: dict[tuple[int, int], bytes] = {}
+        # _levels[level - NODE_LEVEL] holds the hashes of indexes 0, 1, 2, ... of
+        # that level back to back.  Nodes that arrive before a lower index of
+        # their level wait in _pending.
+        self._levels: list[bytearray] = []
+        self._pending: dict[tuple[int, int], bytes] = {}
         self._lock = threading.Lock()
 
-    def clear(self) -> None:
-        """Drop every cached hash, e.g. after the tables changed outside the log."""
+    def reset(self, nodes: Iterable[Node]) -> None:
+        """Replace every node in memory with ``nodes`` (committed rows only)."""
         with self._lock:
-            self._cache.clear()
+            self._levels = []
+            self._pending = {}
+        self.add(nodes)
+
+    def add(self, nodes: Iterable[Node]) -> None:
+        """Add committed nodes; a node already present is left as it is."""
+        with self._lock:
+            for level, index, value in nodes:
+                if self._get(level, index) is None:
+                    self._pending[(level, index)] = value
+            self._drain()
+
+    def _drain(self) -> None:
+        for key in sorted(self._pending):
+            level, index = key
+            row = level - NODE_LEVEL
+            while len(self._levels) <= row:
+                self._levels.append(bytearray())
+            if len(self._levels[row]) == index * _HASH:
+                self._levels[row] += self._pending.pop(key)
+            elif len(self._levels[row]) > index * _HASH:
+                del self._pending[key]
+
+    def _get(self, level: int, index: int) -> bytes | None:
+        row = level - NODE_LEVEL
+        if row < len(self._levels):
+            offset = index * _HASH
+            if offset < len(self._levels[row]):
+                return bytes(self._levels[row][offset : offset + _HASH])
+        return self._pending.get((level, index))
+
+    def nodes(self) -> dict[tuple[int, int], bytes]:
+        """Return a copy of every node in memory, keyed by ``(level, index)``."""
+        with self._lock:
+            found = dict(self._pending)
+            for row, hashes in enumerate(self._levels):
+                for index in range(len(hashes) // _HASH):
+                    found[(row + NODE_LEVEL, index)] = bytes(
+                        hashes[index * _HASH : (index + 1) * _HASH]
+                    )
+        return found
 
     def subtree_root(self, start: int, end: int) -> bytes:
         """Return the Merkle tree hash of committed leaves ``start`` to ``end - 1``."""
         return self.resolver([(start, end)])(start, end)
 
     def resolver(self, ranges: Iterable[tuple[int, int]]) -> SubtreeRoot:
-        """Load what ``ranges`` need in a few queries; return their ``subtree_root``.
+        """Load what ``ranges`` need in at most two queries; return ``subtree_root``.
 
-        The returned function computes only the ranges given here (and any range
-        made of the same pieces); it raises ``AuditError`` for others.
+        The nodes come from memory, so the usual cost is one query for the leaf
+        hashes below ``NODE_LEVEL``.  The returned function computes only the
+        ranges given here (and any range made of the same pieces); it raises
+        ``AuditError`` for others.
         """
-        nodes: list[tuple[int, int]] = []
+        keys: list[tuple[int, int]] = []
         leaf_spans: list[tuple[int, int]] = []
         for start, end in ranges:
             for level, low in perfect_pieces(start, end):
                 if level >= NODE_LEVEL:
-                    nodes.append((level, low >> level))
+                    keys.append((level, low >> level))
                 else:
                     leaf_spans.append((low, low + (1 << level)))
 
-        known = self._nodes(nodes)
+        known = self._nodes(keys)
         leaves = self._leaves(leaf_spans)
         return lambda start, end: _combine(start, end, known, leaves)
 
     def _nodes(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        found: dict[tuple[int, int], bytes] = {}
+        missing: list[tuple[int, int]] = []
         with self._lock:
-            found = {key: self._cache[key] for key in keys if key in self._cache}
-        missing = sorted(set(keys) - found.keys())
+            for key in keys:
+                value = self._get(*key)
+                if value is None:
+                    missing.append(key)
+                else:
+                    found[key] = value
         if not missing:
             return found
 
-        loaded = dict(self._load_nodes(missing))
+        # A read connection sees only committed rows, so they may join memory.
+        loaded = dict(self._load_nodes(sorted(set(missing))))
         for level, index in missing:
             if (level, index) not in loaded:
                 raise AuditError(
                     f"Audit tree node at level {level}, index {index} is missing; "
                     "run 'agentiam audit verify'."
                 )
-        with self._lock:
-            if len(self._cache) + len(loaded) > _CACHE_MAX:
-                self._cache.clear()
-            self._cache.update(loaded)
+        self.add((level, index, value) for (level, index), value in loaded.items())
         found.update(loaded)
         return found
 
-    def _leaves(self, spans: list[tuple[int, int]]) -> dict[int, bytes]:
-        leaves: dict[int, bytes] = {}
-        for start, end in _merge(spans):
-            values = self._load_leaves(start, end)
-            if len(values) != end - start:
+    def _leaves(self, spans: list[tuple[int, int]]) -> Mapping[int, bytes]:
+        if not spans:
+            return {}
+        merged = _merge(spans)
+        leaves = self._load_leaves(merged)
+        for start, end in merged:
+            found = sum(1 for seq in range(start, end) if seq in leaves)
+            if found != end - start:
                 raise AuditError(
                     f"Audit log leaves {start} to {end - 1} are incomplete: "
-                    f"found {len(values)} of {end - start}; "
+                    f"found {found} of {end - start}; "
                     "run 'agentiam audit verify'."
                 )
-            leaves.update(zip(range(start, end), values, strict=True))
         return leaves
 
 
@@ -219,14 +274,17 @@ def _piece(
         ) from err
 
 
-def write_nodes(conn: Connection, size: int, last_leaf: bytes) -> None:
+def write_nodes(conn: Connection, size: int, last_leaf: bytes) -> list[Node]:
     """Store the nodes completed by the leaf that made the log ``size`` long.
 
     Runs in the appending unit of work, so the nodes share its transaction.
     ``last_leaf`` is the new leaf's hash, which saves reading it back.
+
+    Returns:
+        The nodes written, for the caller to add to memory after the commit.
     """
     if size % (1 << NODE_LEVEL):
-        return
+        return []
     block = 1 << NODE_LEVEL
     rows = conn.execute(
         select(audit_events.c.leaf_hash)
@@ -241,7 +299,9 @@ def write_nodes(conn: Connection, size: int, last_leaf: bytes) -> None:
         )
 
     value = root_from_leaf_hashes([*leaves, last_leaf])
-    new = [{"level": NODE_LEVEL, "idx": (size >> NODE_LEVEL) - 1, "hash": value}]
+    new: list[dict[str, Any]] = [
+        {"level": NODE_LEVEL, "idx": (size >> NODE_LEVEL) - 1, "hash": value}
+    ]
     level = NODE_LEVEL + 1
     while size % (1 << level) == 0:
         right_index = (size >> (level - 1)) - 1
@@ -260,9 +320,10 @@ def write_nodes(conn: Connection, size: int, last_leaf: bytes) -> None:
         new.append({"level": level, "idx": (size >> level) - 1, "hash": value})
         level += 1
     conn.execute(insert(audit_tree_nodes), new)
+    return [(row["level"], row["idx"], row["hash"]) for row in new]
 
 
-def nodes_for_leaves(leaves: Iterable[bytes]) -> Iterable[dict[str, object]]:
+def nodes_for_leaves(leaves: Iterable[bytes]) -> Iterable[dict[str, Any]]:
     """Yield the node rows of a whole log given its leaf hashes in order.
 
     Used to rebuild the table and to write logs in bulk; memory is O(log n).
@@ -295,3 +356,13 @@ def load_nodes_in(
         ).where(tuple_(audit_tree_nodes.c.level, audit_tree_nodes.c.idx).in_(keys))
     ).all()
     return {(int(row.level), int(row.idx)): bytes(row.hash) for row in rows}
+
+
+def load_all_nodes(conn: Connection) -> list[Node]:
+    """Read every stored node in one query, in ``(level, index)`` order."""
+    rows = conn.execute(
+        select(
+            audit_tree_nodes.c.level, audit_tree_nodes.c.idx, audit_tree_nodes.c.hash
+        ).order_by(audit_tree_nodes.c.level, audit_tree_nodes.c.idx)
+    ).all()
+    return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
