@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
@@ -20,6 +20,8 @@ from agentiam.keys import KeyRing
 from agentiam.storage.engine import create_engine
 from agentiam.storage.migrate import require_schema_current, upgrade
 from agentiam.storage.writer import GroupCommitWriter
+from agentiam.tokens import AccessTokenClaims, SVIDClaims
+from agentiam.tokens.cache import VerifiedTokenCache
 
 if TYPE_CHECKING:
     from agentiam.audit.log import AuditLog
@@ -41,6 +43,13 @@ class ServerContext:
     revocations: RevocationSet
     replay: ReplayCache
     clock: Callable[[], float] = time.time
+    # Signature checks of subject and actor tokens already verified on this node.
+    subject_tokens: VerifiedTokenCache[AccessTokenClaims] = field(
+        default_factory=VerifiedTokenCache
+    )
+    actor_tokens: VerifiedTokenCache[SVIDClaims] = field(
+        default_factory=VerifiedTokenCache
+    )
 
 
 def open_context(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +40,11 @@ DPOP_TYP = "dpop+jwt"
 DPOP_HEADER: frozenset[str] = frozenset({"alg", "typ", "jwk"})
 MAX_JTI_LENGTH = 256
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Proof headers checked before, by their base64url text. An agent sends the same
+# header (alg, typ and its public jwk) with every proof, so the header parsing,
+# the key import and the thumbprint are paid once per key, not once per proof.
+_HEADER_CACHE_SIZE = 4096
+_MAX_CACHED_HEADER_LENGTH = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +66,64 @@ def access_token_hash(access_token: str) -> str:
     return b64url_encode(hashlib.sha256(access_token.encode("ascii")).digest())
 
 
+@dataclass(frozen=True, slots=True)
+class _ProofHeader:
+    """A checked proof header: its alg, the imported jwk and the key's thumbprint."""
+
+    alg: str
+    key: VerificationKey
+    jwk: dict[str, str]
+    jkt: str
+
+
+class _ProofHeaderCache:
+    """A bounded LRU map from header text and algorithm allow-list to its check."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[tuple[str, frozenset[str]], _ProofHeader] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: tuple[str, frozenset[str]]) -> _ProofHeader | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, frozenset[str]], value: _ProofHeader) -> None:
+        if len(key[0]) > _MAX_CACHED_HEADER_LENGTH:
+            return
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_header_cache = _ProofHeaderCache(_HEADER_CACHE_SIZE)
+
+
 def normalize_htu(uri: str) -> str:
     """Normalize an HTTP URI for the ``htu`` comparison (RFC 9449 section 4.3).
 
     The query and fragment are dropped, the scheme and host are lowercased, a
     default port is removed and an empty path becomes '/'.
     """
+    return _normalize_htu(uri)
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalize_htu(uri: str) -> str:
+    # Cached because a server compares the same few URIs on every request.
     try:
         parts = urlsplit(uri)
         port = parts.port
@@ -134,10 +194,17 @@ def _check_time(iat: Any, *, now: float, max_age: float, leeway: float) -> float
     return float(iat)
 
 
-def _verify_proof_key(
-    proof: str, header: dict[str, Any], alg: str
-) -> tuple[VerificationKey, dict[str, Any]]:
-    """Import the header ``jwk``, check the signature with it, return key and claims."""
+def _proof_header(header_part: str, algorithms: frozenset[str]) -> _ProofHeader:
+    """Check the proof header and import its ``jwk``, or take both from the cache."""
+    cache_key = (header_part, algorithms)
+    cached = _header_cache.get(cache_key)
+    if cached is not None:
+        return cached
+
+    header = _decode_json_object(header_part, "header")
+    alg = _check_header(
+        header, typ=DPOP_TYP, algorithms=algorithms, allowed_header=DPOP_HEADER
+    )
     jwk = header.get("jwk")
     if not isinstance(jwk, dict):
         raise DPoPProofError("DPoP proof header 'jwk' is missing or not an object")
@@ -145,13 +212,23 @@ def _verify_proof_key(
     if key.alg != alg:
         raise DPoPProofError(f"DPoP proof alg {alg!r} does not match its jwk")
 
+    jwk_public = public_key_to_jwk(key.public_key)
+    checked = _ProofHeader(alg, key, jwk_public, jwk_thumbprint(jwk_public))
+    _header_cache.put(cache_key, checked)
+    return checked
+
+
+def _verify_proof_signature(proof: str, checked: _ProofHeader) -> dict[str, Any]:
+    """Check the proof's signature with its header key and return its claims."""
     header_part, payload_part, signature_part = _split(proof)
     payload = _decode_part(payload_part, "payload")
     signature = _decode_part(signature_part, "signature")
     signing_input = f"{header_part}.{payload_part}".encode("ascii")
-    if not verify_signature(alg, key.public_key, signing_input, signature):
+    if not verify_signature(
+        checked.alg, checked.key.public_key, signing_input, signature
+    ):
         raise InvalidSignatureError("DPoP proof signature is invalid for its jwk")
-    return key, _parse_json_object(payload, "payload")
+    return _parse_json_object(payload, "payload")
 
 
 def verify_dpop_proof(
@@ -187,12 +264,8 @@ def verify_dpop_proof(
         JOSEError: another subclass naming the check that failed.
     """
     header_part, _, _ = _split(proof)
-    header = _decode_json_object(header_part, "header")
-    alg = _check_header(
-        header, typ=DPOP_TYP, algorithms=algorithms, allowed_header=DPOP_HEADER
-    )
-    key, claims = _verify_proof_key(proof, header, alg)
-    jwk_public = public_key_to_jwk(key.public_key)
+    checked = _proof_header(header_part, algorithms)
+    claims = _verify_proof_signature(proof, checked)
 
     proof_htm = _string_claim(claims, "htm")
     if proof_htm != htm:
@@ -226,7 +299,7 @@ def verify_dpop_proof(
         raise DPoPProofError(
             f"DPoP proof jti is longer than {MAX_JTI_LENGTH} characters"
         )
-    jkt = jwk_thumbprint(jwk_public)
+    jkt = checked.jkt
     # Keying by thumbprint too keeps one key's jti values from blocking another's.
     try:
         replay.check_and_add(f"{jkt}:{jti}", iat + max_age + leeway, now)
@@ -237,7 +310,7 @@ def verify_dpop_proof(
         jkt=jkt,
         jti=jti,
         iat=iat,
-        jwk=jwk_public,
+        jwk=dict(checked.jwk),
         htm=proof_htm,
         htu=proof_htu,
         ath=ath,

@@ -7,10 +7,13 @@ Each verifier checks, in order: the JWS (shape, ``alg``, header members, ``typ``
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from agentiam import jose
 from agentiam.jose import KeyLookup
+from agentiam.jose.keys import VerificationKey
+from agentiam.tokens.cache import VerifiedTokenCache
 from agentiam.tokens.claims import AccessTokenClaims, SessionClaims, SVIDClaims
 from agentiam.tokens.errors import (
     ForbiddenTokenHeaderError,
@@ -31,6 +34,8 @@ ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type, not a secret
 SVID_TYP = "JWT"
 SESSION_TYP = "session+jwt"
 DEFAULT_LEEWAY = 30.0
+
+C = TypeVar("C")
 
 # Each JOSE failure becomes the TokenError leaf with the same meaning.
 _JOSE_TO_TOKEN_ERROR: tuple[tuple[type[jose.JOSEError], type[TokenError]], ...] = (
@@ -53,6 +58,33 @@ def _verify_jws(token: str, keys: KeyLookup, typ: str) -> dict[str, Any]:
                 raise token_class(str(err)) from err
         raise TokenError(str(err)) from err
     return payload
+
+
+def _verified_claims(
+    token: str,
+    keys: KeyLookup,
+    typ: str,
+    parse: Callable[[dict[str, Any]], C],
+    cache: VerifiedTokenCache[C] | None,
+) -> C:
+    """Verify the JWS and parse its claims, or take both from ``cache``."""
+    if cache is None:
+        return parse(_verify_jws(token, keys, typ))
+    cached = cache.get(token, keys)
+    if cached is not None:
+        return cached
+
+    used: list[VerificationKey] = []
+
+    def recording_lookup(kid: str) -> VerificationKey | None:
+        key = keys(kid)
+        if key is not None:
+            used.append(key)
+        return key
+
+    claims = parse(_verify_jws(token, recording_lookup, typ))
+    cache.put(token, used[-1], claims)
+    return claims
 
 
 def _check_issuer(actual: str, issuer: str) -> None:
@@ -93,17 +125,22 @@ def verify_access_token(
     audience: str | None,
     now: float,
     leeway: float = DEFAULT_LEEWAY,
+    cache: VerifiedTokenCache[AccessTokenClaims] | None = None,
 ) -> AccessTokenClaims:
     """Verify a delegated access token (``typ`` ``at+jwt``) and return its claims.
 
     Args:
         audience: the audience that ``aud`` must contain, or None to skip the
             check (only for the issuer itself, which accepts any of its tokens).
+        cache: skips the signature check for a token it holds (see
+            ``VerifiedTokenCache``); the other checks run on every call.
 
     Raises:
         TokenError: a subclass naming the check that failed.
     """
-    claims = AccessTokenClaims.from_dict(_verify_jws(token, keys, ACCESS_TOKEN_TYP))
+    claims = _verified_claims(
+        token, keys, ACCESS_TOKEN_TYP, AccessTokenClaims.from_dict, cache
+    )
     _check_issuer(claims.iss, issuer)
     if audience is not None:
         _check_audience(claims.aud, audience)
@@ -118,13 +155,16 @@ def verify_svid(
     issuer: str,
     now: float,
     leeway: float = DEFAULT_LEEWAY,
+    cache: VerifiedTokenCache[SVIDClaims] | None = None,
 ) -> SVIDClaims:
     """Verify a JWT-SVID (``typ`` ``JWT``, ``aud`` containing the issuer).
+
+    ``cache`` works as for ``verify_access_token``.
 
     Raises:
         TokenError: a subclass naming the check that failed.
     """
-    claims = SVIDClaims.from_dict(_verify_jws(token, keys, SVID_TYP))
+    claims = _verified_claims(token, keys, SVID_TYP, SVIDClaims.from_dict, cache)
     _check_issuer(claims.iss, issuer)
     _check_audience(claims.aud, issuer)
     _check_times(exp=claims.exp, iat=claims.iat, nbf=None, now=now, leeway=leeway)
