@@ -162,7 +162,7 @@ REJECTED = [
         "details-not-json",
         {"authorization_details": "[{"},
         InvalidAuthorizationDetailsError,
-        "authorization_details is not valid JSON or repeats a member name.",
+        "Invalid authorization_details: the value is not valid UTF-8 JSON.",
     ),
     (
         "details-object",
@@ -180,7 +180,19 @@ REJECTED = [
         "details-duplicate",
         {"authorization_details": '[{"type": "a", "type": "b"}]'},
         InvalidAuthorizationDetailsError,
-        "authorization_details is not valid JSON or repeats a member name.",
+        "Invalid authorization_details: JSON member 'type' is duplicated.",
+    ),
+    (
+        "details-nested",
+        {"authorization_details": "[" * 3000 + "]" * 3000},
+        InvalidAuthorizationDetailsError,
+        "Invalid authorization_details: the value nests too deeply.",
+    ),
+    (
+        "details-nan",
+        {"authorization_details": '[{"type": "refund", "amount": NaN}]'},
+        InvalidAuthorizationDetailsError,
+        "Invalid authorization_details: JSON constant 'NaN' is not allowed.",
     ),
     (
         "message-control",

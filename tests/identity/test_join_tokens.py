@@ -43,7 +43,7 @@ def class_name(identity_engine: sqlalchemy.Engine) -> str:
 def create(engine: sqlalchemy.Engine, name: str, ttl: int = 60) -> str:
     with engine.begin() as conn:
         issued = create_join_token_in(
-            conn, name, created_by="usr_x", ttl=ttl, now=1000.0
+            conn, name, created_by="usr_x", ttl=ttl, max_ttl=3600, now=1000.0
         )
     assert issued.expires_at == 1000.0 + ttl
     return issued.token
@@ -95,4 +95,14 @@ def test_create_unknown_class(identity_engine: sqlalchemy.Engine) -> None:
 def test_create_bad_ttl(identity_engine: sqlalchemy.Engine, class_name: str) -> None:
     with pytest.raises(InvalidRequestError) as info:
         create(identity_engine, class_name, ttl=0)
-    assert info.value.hint == "Invalid ttl 0: expected at least 1 second."
+    assert info.value.hint == "Invalid ttl 0: expected 1 to 3600 seconds."
+
+
+def test_create_ttl_above_max(
+    identity_engine: sqlalchemy.Engine, class_name: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        create(identity_engine, class_name, ttl=10**30)
+    assert info.value.hint == (f"Invalid ttl {10**30}: expected 1 to 3600 seconds.")
+    with identity_engine.connect() as conn:
+        assert conn.execute(sqlalchemy.select(join_tokens)).all() == []

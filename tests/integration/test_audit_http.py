@@ -150,7 +150,7 @@ def test_decisions_rejects_duplicate_members(world) -> None:
         headers={**world["basic"], "Content-Type": "application/json"},
     )
     assert response.status_code == 400
-    assert "Member 'ver' is repeated." in response.json()["error_description"]
+    assert "JSON member 'ver' is duplicated." in response.json()["error_description"]
 
 
 def test_events_query_requires_admin(world) -> None:

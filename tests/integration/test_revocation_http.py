@@ -140,6 +140,8 @@ def test_feed_http_requires_client_or_admin(seeded: Seeded) -> None:
     response = httpx.get(f"{seeded.base_url}/v1/revocations")
 
     assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+    assert response.headers["www-authenticate"].startswith("Basic ")
 
 
 def test_feed_http_rejects_bad_since(seeded: Seeded) -> None:

@@ -7,12 +7,12 @@ wider than the agent class allows is rejected with the RFC error code, never tri
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from agentiam import strict_json
 from agentiam.api.forms import Form
 from agentiam.audit.events import looks_like_jws
 from agentiam.errors import (
@@ -173,10 +173,10 @@ def parse_authorization_details(text: str | None) -> tuple[dict[str, Any], ...]:
         return ()
 
     try:
-        value = json.loads(text, object_pairs_hook=_reject_duplicates)
-    except ValueError as err:
+        value = strict_json.loads(text, what="the value")
+    except strict_json.StrictJSONError as err:
         raise InvalidAuthorizationDetailsError(
-            "authorization_details is not valid JSON or repeats a member name."
+            f"Invalid authorization_details: {err}."
         ) from err
 
     if not isinstance(value, list) or len(value) > MAX_AUTHORIZATION_DETAILS:
@@ -196,15 +196,6 @@ def parse_authorization_details(text: str | None) -> tuple[dict[str, Any], ...]:
             )
 
     return tuple(value)
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate member name '{key}'")
-        result[key] = value
-    return result
 
 
 def parse_binding_message(text: str | None) -> str:

@@ -9,7 +9,6 @@ after the events are committed.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -21,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from agentiam import strict_json
 from agentiam.audit.chain import b64url
 from agentiam.audit.errors import AuditError
 from agentiam.audit.events import AuditEvent
@@ -142,15 +142,6 @@ async def _require_reader(request: Request, ctx: ServerContext) -> None:
         await require_admin(request, ctx)
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise InvalidRequestError(f"Member '{key[:64]}' is repeated.")
-        result[key] = value
-    return result
-
-
 async def _json_body(request: Request) -> Any:
     if request.headers.get("content-type", "").split(";")[0].strip() != (
         "application/json"
@@ -164,9 +155,9 @@ async def _json_body(request: Request) -> Any:
                 f"The body is larger than {MAX_DECISIONS_BODY} bytes."
             )
     try:
-        return json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise InvalidRequestError("The body is not valid UTF-8 JSON.") from err
+        return strict_json.loads(body, what="The body")
+    except strict_json.StrictJSONError as err:
+        raise InvalidRequestError(f"{err}.") from err
 
 
 def _check_decision_shape(index: int, record: Any) -> Mapping[str, Any]:

@@ -24,7 +24,10 @@ def register(subparsers: Any) -> None:
     create.add_argument(
         "--ttl",
         type=int,
-        help="lifetime in seconds (default: the join_token_ttl setting, 3600)",
+        help=(
+            "lifetime in seconds, 1 to the join_token_ttl setting "
+            "(default: that setting, 3600)"
+        ),
     )
     add_common_arguments(create)
     create.set_defaults(func=create_token)
@@ -42,6 +45,7 @@ def create_token(args: argparse.Namespace) -> int:
                     agent_class.name,
                     created_by=agent_class.owner,
                     ttl=ttl,
+                    max_ttl=ctx.settings.join_token_ttl,
                     now=ctx.clock(),
                 )
             )

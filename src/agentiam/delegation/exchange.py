@@ -15,7 +15,6 @@ parser rejects repeated parameters.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 from starlette.requests import Request
 
+from agentiam import strict_json
 from agentiam.audit import AuditEvent
 from agentiam.delegation import attenuation
 from agentiam.delegation.caches import delegation_cache
@@ -193,6 +193,14 @@ def _token_parameters(form: Mapping[str, str]) -> tuple[str, str | None]:
         raise UnsupportedTokenTypeError(
             f"The subject_token_type must be '{ACCESS_TOKEN_TYPE}'."
         )
+    # RFC 8693 section 2.2.2 lets the server choose the issued type, and it issues
+    # only access tokens, so another requested type is an error.
+    requested_type = form.get("requested_token_type")
+    if requested_type is not None and requested_type != ACCESS_TOKEN_TYPE:
+        raise InvalidRequestError(
+            f"Invalid requested_token_type '{requested_type[:128]}': expected "
+            f"'{ACCESS_TOKEN_TYPE}'."
+        )
 
     actor_token = form.get("actor_token")
     actor_type = form.get("actor_token_type")
@@ -220,6 +228,7 @@ def _verify_subject(token: str, ctx: ServerContext, now: float) -> dict[str, Any
             audience=None,
             now=now,
             leeway=ctx.settings.leeway,
+            cache=ctx.subject_tokens,
         )
     except TokenError as err:
         raise InvalidGrantError(
@@ -243,6 +252,7 @@ def _verify_actor(token: str, ctx: ServerContext, now: float) -> dict[str, Any]:
             issuer=ctx.settings.issuer,
             now=now,
             leeway=ctx.settings.leeway,
+            cache=ctx.actor_tokens,
         )
     except TokenError as err:
         raise InvalidGrantError(
@@ -513,7 +523,7 @@ def _requested_details(
     if text is None:
         return attenuation.narrow_authorization_details(parent, None)
     try:
-        requested = json.loads(text)
+        requested = strict_json.loads(text, what="authorization_details")
     except ValueError as err:
         raise InvalidAuthorizationDetailsError(
             "The authorization_details are not valid JSON."

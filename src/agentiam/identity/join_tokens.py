@@ -36,16 +36,19 @@ def create_join_token_in(
     *,
     created_by: str,
     ttl: int,
+    max_ttl: int,
     now: float,
 ) -> IssuedJoinToken:
     """Create a join token for a class, valid for ``ttl`` seconds.
 
     Raises:
         UnknownAgentClassError: no class has this name.
-        InvalidRequestError: ``ttl`` is not positive.
+        InvalidRequestError: ``ttl`` is outside 1 to ``max_ttl`` seconds.
     """
-    if ttl < 1:
-        raise InvalidRequestError(f"Invalid ttl {ttl}: expected at least 1 second.")
+    if not 1 <= ttl <= max_ttl:
+        raise InvalidRequestError(
+            f"Invalid ttl {str(ttl)[:32]}: expected 1 to {max_ttl} seconds."
+        )
     known = conn.execute(
         select(agent_classes.c.name).where(agent_classes.c.name == agent_class)
     )

@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
+from agentiam import strict_json
 from agentiam.errors import InvalidRequestError
 
 if TYPE_CHECKING:
     from agentiam.api.context import ServerContext
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise InvalidRequestError(f"The member '{name}' is repeated.")
-        result[name] = value
-    return result
+async def read_json_object(
+    request: Request, ctx: ServerContext, *, members: Collection[str]
+) -> dict[str, Any]:
+    """Read a strict JSON object body of at most ``form_max_bytes``.
 
-
-async def read_json_object(request: Request, ctx: ServerContext) -> dict[str, Any]:
-    """Read a JSON object body of at most ``form_max_bytes`` with no repeated member.
+    Args:
+        members: the member names the route accepts; any other member is rejected.
 
     Raises:
-        InvalidRequestError: wrong content type, too large, not UTF-8 JSON, not an
-            object, or a repeated member.
+        InvalidRequestError: wrong content type, too large, not strict UTF-8 JSON
+            (see ``agentiam.strict_json``), not an object, or an unknown member.
     """
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
@@ -41,13 +38,14 @@ async def read_json_object(request: Request, ctx: ServerContext) -> dict[str, An
             raise InvalidRequestError(f"The body is larger than {limit} bytes.")
 
     try:
-        value = json.loads(body.decode("utf-8"), object_pairs_hook=_reject_duplicates)
-    except (UnicodeDecodeError, ValueError) as err:
-        if isinstance(err, InvalidRequestError):
-            raise
-        raise InvalidRequestError("The body is not valid UTF-8 JSON.") from err
+        value = strict_json.loads(bytes(body), what="The body")
+    except strict_json.StrictJSONError as err:
+        raise InvalidRequestError(f"{err}.") from err
     if not isinstance(value, dict):
         raise InvalidRequestError("The body must be a JSON object.")
+    unknown = sorted(set(value) - set(members))
+    if unknown:
+        raise InvalidRequestError(f"The member {unknown[0][:64]!r} is not allowed.")
     return value
 
 

@@ -97,7 +97,7 @@ async def create_session(request: Request, ctx: ServerContext) -> Response:
 
     Unknown login, wrong password and disabled user return the same error.
     """
-    body = await read_json_object(request, ctx)
+    body = await read_json_object(request, ctx, members=schemas.LOGIN["properties"])
     login = string_member(body, "login")
     password = string_member(body, "password")
 
@@ -179,7 +179,7 @@ async def _attest(
 ) -> dict[str, Any]:
     proof = require_dpop_proof(request, ctx, access_token=None)
     known["jkt"] = proof.jkt
-    body = await read_json_object(request, ctx)
+    body = await read_json_object(request, ctx, members=schemas.ATTEST["properties"])
     agent_class = string_member(body, "agent_class")
     known["agent_class"] = agent_class[:64]
     join_token = optional_string_member(body, "join_token")
@@ -263,7 +263,7 @@ async def spawn_agent(request: Request, ctx: ServerContext) -> Response:
     known: dict[str, Any] = {}
     try:
         caller = await require_delegate(request, ctx)
-        body = await read_json_object(request, ctx)
+        body = await read_json_object(request, ctx, members=schemas.SPAWN["properties"])
         agent_class = string_member(body, "agent_class")
         known["agent_class"] = agent_class[:64]
         key = _instance_key(object_member(body, "public_jwk"))
@@ -284,7 +284,7 @@ async def spawn_agent(request: Request, ctx: ServerContext) -> Response:
 async def create_user(request: Request, ctx: ServerContext) -> Response:
     """Add a human to the built-in directory (admin)."""
     await require_admin(request, ctx)
-    body = await read_json_object(request, ctx)
+    body = await read_json_object(request, ctx, members=schemas.NEW_USER["properties"])
     login = string_member(body, "login")
     password = string_member(body, "password")
     display_name = optional_string_member(body, "display_name")
@@ -351,7 +351,9 @@ def _agent_class_from_body(body: dict[str, Any], owner_id: str) -> AgentClass:
 async def create_agent_class(request: Request, ctx: ServerContext) -> Response:
     """Add an agent class; ``owner`` is the owner's login (admin)."""
     await require_admin(request, ctx)
-    body = await read_json_object(request, ctx)
+    body = await read_json_object(
+        request, ctx, members=schemas.NEW_AGENT_CLASS["properties"]
+    )
     owner = UserStore(ctx.engine).require_by_login(string_member(body, "owner"))
     agent_class = _agent_class_from_body(body, owner.id)
 
@@ -400,7 +402,9 @@ async def add_class_key(request: Request, ctx: ServerContext) -> Response:
     if store.get(name) is None:
         raise NotFoundError()
 
-    body = await read_json_object(request, ctx)
+    body = await read_json_object(
+        request, ctx, members=schemas.NEW_CLASS_KEY["properties"]
+    )
     key = _instance_key(object_member(body, "jwk"))
     kid = VerificationKey.from_jwk(object_member(body, "jwk")).kid
     jwk = {**key.jwk, "kid": kid}
@@ -430,7 +434,9 @@ async def create_join_token(request: Request, ctx: ServerContext) -> Response:
     The token is in this response only; the server keeps its hash.
     """
     session = await require_session(request, ctx)
-    body = await read_json_object(request, ctx)
+    body = await read_json_object(
+        request, ctx, members=schemas.NEW_JOIN_TOKEN["properties"]
+    )
     name = string_member(body, "agent_class")
     ttl = int_member(body, "ttl", default=ctx.settings.join_token_ttl)
 
@@ -445,6 +451,7 @@ async def create_join_token(request: Request, ctx: ServerContext) -> Response:
             agent_class=name,
             created_by=session.sub,
             ttl=ttl,
+            max_ttl=ctx.settings.join_token_ttl,
             now=ctx.clock(),
         )
     )
@@ -469,7 +476,9 @@ async def create_join_token(request: Request, ctx: ServerContext) -> Response:
 async def create_client(request: Request, ctx: ServerContext) -> Response:
     """Register a resource-server client; the secret is in this response only."""
     await require_admin(request, ctx)
-    body = await read_json_object(request, ctx)
+    body = await read_json_object(
+        request, ctx, members=schemas.NEW_CLIENT["properties"]
+    )
     client_id = string_member(body, "client_id")
     audiences = string_list_member(body, "audiences")
 

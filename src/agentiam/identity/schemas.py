@@ -39,6 +39,7 @@ ATTEST: Schema = {
         "assertion": {"type": "string", "description": "JWS signed by a class key"},
     },
     "oneOf": [{"required": ["join_token"]}, {"required": ["assertion"]}],
+    "additionalProperties": False,
 }
 SPAWN = _object(
     ["agent_class", "public_jwk"], {"agent_class": _STRING, "public_jwk": _JWK}

@@ -29,11 +29,13 @@ from agentiam.tasks.store import MAX_PURPOSE_LENGTH, Task, task_store
 if TYPE_CHECKING:
     from agentiam.api.context import ServerContext
 
+_OPEN_TASK_MEMBERS = frozenset({"purpose", "scope", "audience", "expires_in"})
+
 
 async def open_task(request: Request, ctx: ServerContext) -> Response:
     """POST /v1/tasks: open a subtask under the caller token's task."""
     caller = await require_delegate(request, ctx)
-    body = await read_json_object(request, ctx)
+    body = await read_json_object(request, ctx, members=_OPEN_TASK_MEMBERS)
     claims = caller.claims
     if claims.task is None:
         raise InvalidRequestError("The access token names no task.")
@@ -111,14 +113,19 @@ async def _authorized_task(
     request: Request, ctx: ServerContext, task_id: str
 ) -> tuple[Task, str]:
     """Return the task and the caller's id, or raise NotFoundError for both
-    a missing task and one the caller may not see."""
+    a missing task and one the caller may not see.
+
+    An agent sees its token's task and the tasks below it, but not the ancestors
+    in its token's ``task.path``, so that a sub-agent cannot close its parent's
+    task. The grant's human and an admin see every task of the grant.
+    """
     store = task_store(ctx.engine, ctx.revocations)
     scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
     if scheme == "dpop":
         caller = await require_delegate(request, ctx)
-        path = caller.claims.task.path if caller.claims.task is not None else ()
-        task = store.get(task_id) if task_id in path else None
-        if task is None:
+        own = caller.claims.task.id if caller.claims.task is not None else None
+        task = store.get(task_id) if own is not None else None
+        if task is None or own not in task.path:
             raise NotFoundError()
         return task, caller.spiffe_id
 
