@@ -23,7 +23,7 @@ def never_prompt(text: str) -> str:
 
 def test_password_file_wins(tmp_path: Path) -> None:
     path = tmp_path / "pw"
-    path.write_text("from-file\nignored\n", encoding="utf-8")
+    path.write_text("from-file\n", encoding="utf-8")
     args = parse("list", "--user", "alice", "--password-file", str(path))
 
     password = read_password(

@@ -132,7 +132,18 @@ def test_generates_kek_file(settings, caplog):
     path = settings.data_dir / "kek"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert load_kek(settings, environ={}) == kek
-    assert "key-encryption key beside the data" in caplog.text
+    assert "key-encryption key in the data directory" in caplog.text
+
+
+def test_no_second_kek_once_keys_exist(engine, settings):
+    open_ring(engine, settings)
+    path = settings.data_dir / "kek"
+
+    with pytest.raises(KEKError) as info:
+        KeyRing.open(engine, settings, clock=Clock(), environ={})
+    assert f"{str(path)!r} not found" in str(info.value)
+    assert "AGENTIAM_KEK" in str(info.value)
+    assert not path.exists()
 
 
 def test_explicit_kek_file_missing(settings, tmp_path):

@@ -130,7 +130,8 @@ def _open_audit(
 
     # The KeyRing has already created the KEK file if there was none, so this
     # reads the same KEK.
-    pseudonyms = AuditPseudonyms.open(engine, load_kek(settings, environ), clock=clock)
+    kek = load_kek(settings, environ, generate=False)
+    pseudonyms = AuditPseudonyms.open(engine, kek, clock=clock)
     return AuditLog(
         engine=engine,
         writer=writer,

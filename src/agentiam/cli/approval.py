@@ -12,7 +12,6 @@ import getpass
 import os
 import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, TextIO
 
 from agentiam.api.context import ServerContext, close_context, open_context
@@ -20,6 +19,7 @@ from agentiam.approvals.decisions import DecisionContext, approve_work, deny_wor
 from agentiam.approvals.store import CIBARequestStore
 from agentiam.cli.context import add_common_arguments
 from agentiam.cli.output import emit
+from agentiam.cli.passwords import prompt_password, read_password_file
 from agentiam.config import Settings, load_settings
 from agentiam.errors import AgentIAMError
 from agentiam.identity.passwords import burn_password_check, verify_password
@@ -65,7 +65,7 @@ def _add_verb_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--password-file",
         metavar="FILE",
-        help=f"file whose first line is the password (default: ${PASSWORD_ENV}, "
+        help=f"file whose one line is the password (default: ${PASSWORD_ENV}, "
         "else a prompt)",
     )
     add_common_arguments(parser)
@@ -79,15 +79,13 @@ def read_password(
 ) -> str:
     """Read the password from the file, else the environment, else a prompt."""
     if args.password_file:
-        text = Path(args.password_file).read_text(encoding="utf-8")
-        lines = text.splitlines()
-        return lines[0] if lines else ""
+        return read_password_file(args.password_file)
 
     value = environ.get(PASSWORD_ENV)
     if value is not None:
         return value
 
-    return prompt(f"Password for {args.user}: ")
+    return prompt_password(f"Password for {args.user}: ", prompt)
 
 
 def authenticate_user(ctx: ServerContext, login: str, password: str) -> User:

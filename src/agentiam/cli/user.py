@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
-from pathlib import Path
 from typing import Any
 
 from agentiam.cli.context import add_common_arguments, open_cli_context
 from agentiam.cli.output import emit, error
+from agentiam.cli.passwords import prompt_password, read_password_file
 from agentiam.errors import AgentIAMError
 from agentiam.identity.passwords import hash_password
 from agentiam.identity.users import UserStore, validate_password
@@ -32,7 +31,10 @@ def register(subparsers: Any) -> None:
     add.add_argument(
         "--password-file",
         metavar="FILE",
-        help=f"read the password from FILE (default: ${PASSWORD_ENV}, else prompt)",
+        help=(
+            f"file whose one line is the password (default: ${PASSWORD_ENV}, "
+            "else a prompt)"
+        ),
     )
     _common(add)
     add.set_defaults(func=add_user)
@@ -54,15 +56,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def read_password(args: argparse.Namespace) -> str:
     """Read the new password from --password-file, $AGENTIAM_PASSWORD or a prompt."""
     if args.password_file:
-        return Path(args.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        return read_password_file(args.password_file)
     # Popped, because the settings loader rejects unknown AGENTIAM_ variables and
     # the password should not reach the environment of anything started later.
     from_env = os.environ.pop(PASSWORD_ENV, None)
     if from_env:
         return from_env
 
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Repeat password: ") != first:
+    first = prompt_password("Password: ")
+    if prompt_password("Repeat password: ") != first:
         raise ValueError("The passwords do not match.")
     return first
 

@@ -87,8 +87,9 @@ class Agent:
     ) -> Agent:
         """Generate an instance key and attest it at ``POST /v1/agents/attest``.
 
-        Exactly one of ``join_token`` (single use, issued by an admin) or
-        ``assertion_key`` (the agent class key) proves the right to the class.
+        Exactly one of ``join_token`` (single use, made by the class owner or an
+        admin) or ``assertion_key`` (the agent class key) proves the right to the
+        class.
 
         Raises:
             ValueError: neither or both of ``join_token`` and ``assertion_key``.
@@ -177,10 +178,11 @@ class Agent:
             ExpiredTokenError: the request expired before the human decided.
             ServerError: any other error from the server.
         """
-        form = {
+        # Each audience is its own ``audience`` parameter (RFC 8693 section 2.1).
+        form: dict[str, str | list[str]] = {
             "login_hint": login_hint,
             "scope": scope,
-            "audience": " ".join(audience),
+            "audience": list(audience),
             "binding_message": binding_message,
         }
         if authorization_details is not None:
@@ -244,13 +246,14 @@ class Agent:
 
         RFC 8693 token exchange at ``/token``: the actor token is this agent's SVID,
         the proof (without ``ath``) is signed by this agent's key, and ``lifetime``
-        is sent as ``requested_expiry`` in seconds.
+        is sent as ``requested_expiry`` in seconds. A sequence of audiences is
+        sent as one ``audience`` parameter per value.
 
         Raises:
             ServerError: the server rejected the exchange, e.g. ``invalid_scope``.
         """
         subject = _token_text(subject_token)
-        form = {
+        form: dict[str, str | list[str]] = {
             "grant_type": TOKEN_EXCHANGE_GRANT_TYPE,
             "subject_token": subject,
             "subject_token_type": ACCESS_TOKEN_TYPE,
@@ -260,9 +263,8 @@ class Agent:
         if scope is not None:
             form["scope"] = scope
         if audience is not None:
-            form["audience"] = (
-                audience if isinstance(audience, str) else " ".join(audience)
-            )
+            # Several audiences go as repeated parameters (RFC 8693 section 2.1).
+            form["audience"] = audience if isinstance(audience, str) else list(audience)
         if authorization_details is not None:
             form["authorization_details"] = json.dumps(list(authorization_details))
         if lifetime is not None:

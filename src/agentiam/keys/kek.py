@@ -28,8 +28,23 @@ NONCE_SIZE = 12
 log = logging.getLogger("agentiam.keys")
 
 
-def load_kek(settings: Settings, environ: Mapping[str, str] | None = None) -> bytes:
-    """Return the KEK from the environment or a file, generating the default file."""
+def load_kek(
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+    *,
+    generate: bool = True,
+) -> bytes:
+    """Return the KEK from the environment or a file.
+
+    Args:
+        generate: create ``data_dir/kek`` when no KEK is configured and that file
+            is missing. Pass ``False`` once private keys exist, because a new KEK
+            could not decrypt them.
+
+    Raises:
+        KEKError: the KEK is invalid or unreadable, or it is missing and
+            ``generate`` is false.
+    """
     env = os.environ if environ is None else environ
     text = env.get(KEK_ENV)
     if text is not None:
@@ -41,6 +56,12 @@ def load_kek(settings: Settings, environ: Mapping[str, str] | None = None) -> by
     path = settings.data_dir / "kek"
     if path.exists():
         return _read_kek_file(path)
+    if not generate:
+        raise KEKError(
+            f"key-encryption key file {str(path)!r} not found, and the database "
+            f"holds signing keys encrypted under a key-encryption key; set "
+            f"{KEK_ENV} or kek_file as the server does"
+        )
     return _generate_kek_file(path)
 
 
@@ -87,7 +108,7 @@ def _generate_kek_file(path: Path) -> bytes:
         handle.write(encode_kek(kek) + "\n")
 
     log.warning(
-        "generated a key-encryption key beside the data; set AGENTIAM_KEK or "
+        "generated a key-encryption key in the data directory; set AGENTIAM_KEK or "
         "kek_file to keep it elsewhere",
         extra={"kek_file": str(path)},
     )

@@ -84,8 +84,14 @@ class KeyRing:
         clock: Callable[[], float] = time.time,
         environ: Mapping[str, str] | None = None,
     ) -> KeyRing:
-        """Load the KEK and the keys for ``settings``; generate the first key."""
-        kek = load_kek(settings, environ)
+        """Load the KEK and the keys for ``settings``; generate the first key.
+
+        A KEK file is generated only while no signing key is stored, so a command
+        run without the server's KEK fails instead of writing a second one.
+        """
+        with engine.connect() as conn:
+            has_keys = conn.execute(select(signing_keys.c.kid).limit(1)).first()
+        kek = load_kek(settings, environ, generate=has_keys is None)
         return cls(
             engine,
             kek=kek,
