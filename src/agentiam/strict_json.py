@@ -40,12 +40,18 @@ def loads(text: str | bytes, *, what: str = "JSON") -> Any:
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        value = json.loads(
-            text,
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-            parse_float=_parse_finite_float,
-        )
+        if isinstance(text, str):
+            # ``json.loads`` rejects a leading byte order mark, and so does this path.
+            if text.startswith("\ufeff"):
+                raise ValueError("unexpected byte order mark")
+            value = _DECODER.decode(text)
+        else:
+            value = json.loads(
+                text,
+                object_pairs_hook=_reject_duplicates,
+                parse_constant=_reject_constant,
+                parse_float=_parse_finite_float,
+            )
     except RecursionError as err:
         raise StrictJSONError(f"{what} nests too deeply") from err
     except StrictJSONError:
@@ -53,6 +59,10 @@ def loads(text: str | bytes, *, what: str = "JSON") -> Any:
     except (UnicodeDecodeError, ValueError) as err:
         raise StrictJSONError(f"{what} is not valid UTF-8 JSON") from err
 
+    # Each level of nesting opens with '{' or '[', so a text with at most
+    # MAX_DEPTH of them cannot nest deeper and the walk over the value is skipped.
+    if isinstance(text, str) and text.count("{") + text.count("[") <= MAX_DEPTH:
+        return value
     if _depth(value) > MAX_DEPTH:
         raise StrictJSONError(f"{what} nests deeper than {MAX_DEPTH} levels")
     return value
@@ -81,6 +91,14 @@ def _parse_finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise StrictJSONError(f"JSON number {text[:32]!r} is out of range")
     return value
+
+
+# One decoder for every call: ``json.loads`` with hooks builds a new one each time.
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_reject_duplicates,
+    parse_constant=_reject_constant,
+    parse_float=_parse_finite_float,
+)
 
 
 def _depth(value: Any) -> int:

@@ -326,3 +326,76 @@ async def test_sdk_auth_accepted(world: World) -> None:
     second = await world.api.get("/tickets/T-2", auth=auth)
     assert first.status_code == 200
     assert second.status_code == 200
+
+
+async def test_cached_token_checks_ath(world: World) -> None:
+    token = world.token()
+    assert (await world.call("GET", "/tickets/T-1", token)).status_code == 200
+
+    # The token is cached now, and a proof made for another token must still fail.
+    headers = world.headers(token, "GET", "/tickets/T-1", access_token="other")
+    response = await world.api.get("/tickets/T-1", headers=headers)
+    assert response.status_code == 401
+    await world.middleware.decisions.flush()
+    decision = world.issuer.batches[-1]["decisions"][-1]
+    assert decision["reason"] == "DPoP proof 'ath' does not match the access token"
+    assert decision["jti"] is None
+    assert decision["actors"] == []
+
+
+async def test_cached_token_replay_rejected(world: World) -> None:
+    token = world.token()
+    assert (await world.call("GET", "/tickets/T-1", token)).status_code == 200
+
+    headers = world.headers(token, "GET", "/tickets/T-1")
+    assert (await world.api.get("/tickets/T-1", headers=headers)).status_code == 200
+    response = await world.api.get("/tickets/T-1", headers=headers)
+    assert response.status_code == 401
+    await world.middleware.decisions.flush()
+    reason = world.issuer.batches[-1]["decisions"][-1]["reason"]
+    assert reason.startswith("DPoP proof jti ")
+    assert reason.endswith(" was already used")
+
+
+async def test_cached_token_other_key_rejected(world: World) -> None:
+    token = world.token()
+    assert (await world.call("GET", "/tickets/T-1", token)).status_code == 200
+
+    other = SigningKey.generate("ES256")
+    headers = world.headers(token, "GET", "/tickets/T-1", key=other)
+    response = await world.api.get("/tickets/T-1", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error_description"] == (
+        "The DPoP proof key is not the key the token is bound to."
+    )
+
+
+async def test_eddsa_proof_accepted(world: World) -> None:
+    world.agent_key = SigningKey.generate("EdDSA")
+    response = await world.call("GET", "/tickets/T-1", world.token())
+    assert response.status_code == 200
+
+
+async def test_decision_records_caller(world: World) -> None:
+    token = world.token()
+    await world.call("GET", "/tickets/T-1", token)
+    await world.call("GET", "/tickets/T-1", token)
+    await world.middleware.decisions.flush()
+
+    first, second = world.issuer.batches[0]["decisions"]
+    assert first["id"] != second["id"]
+    for decision in (first, second):
+        assert {name: decision[name] for name in CALLER} == {
+            "human": "alice",
+            "actors": [WORKER, ORCHESTRATOR],
+            "task_path": ["t1", "t2"],
+            "grant_id": "g1",
+            "receipt_hash": "rh1",
+            "jti": decision["jti"],
+        }
+        assert isinstance(decision["jti"], str)
+        assert decision["ver"] == 1
+        assert decision["audience"] == AUDIENCE
+
+
+CALLER = ("human", "actors", "task_path", "grant_id", "receipt_hash", "jti")

@@ -15,6 +15,7 @@ from agentiam.jose import (
     InvalidSignatureError,
     InvalidTypeError,
     JOSEError,
+    MalformedJWSError,
     ReplayCache,
     ReplayCacheFullError,
     SigningKey,
@@ -26,7 +27,7 @@ from agentiam.jose import (
     verify_dpop_proof,
 )
 from agentiam.jose._base64url import b64url_encode
-from agentiam.jose.jws import sign_jws_with_header
+from agentiam.jose.jws import sign_bytes, sign_jws_with_header
 
 NOW = 1_700_000_000.0
 HTU = "https://as.example/token"
@@ -329,3 +330,112 @@ def test_non_finite_iat_rejected(iat: float) -> None:
     with pytest.raises(JOSEError) as info:
         verify(proof_with(claims(iat=iat)))
     assert "is not allowed" in str(info.value)
+
+
+def test_expected_ath_accepted() -> None:
+    proof = proof_with(claims(ath=access_token_hash("tok")))
+    assert verify(proof, expected_ath=access_token_hash("tok")).ath == (
+        access_token_hash("tok")
+    )
+
+
+def test_expected_ath_wrong() -> None:
+    expect(
+        proof_with(claims(ath=access_token_hash("other"))),
+        DPoPProofError,
+        "DPoP proof 'ath' does not match the access token",
+        expected_ath=access_token_hash("tok"),
+    )
+
+
+def test_expected_ath_missing() -> None:
+    expect(
+        proof_with(claims()),
+        DPoPProofError,
+        "DPoP proof is missing 'ath' for the access token",
+        expected_ath=access_token_hash("tok"),
+    )
+
+
+def test_expected_ath_and_access_token_exclusive() -> None:
+    proof = proof_with(claims(ath=access_token_hash("tok")))
+    with pytest.raises(ValueError, match="pass access_token or expected_ath, not both"):
+        verify(proof, access_token="tok", expected_ath=access_token_hash("tok"))
+
+
+@pytest.mark.parametrize(
+    "ath", ["\u00e9" * 43, 7, ["a"]], ids=["non-ascii", "int", "list"]
+)
+def test_ath_not_ascii_string(ath: Any) -> None:
+    expect(
+        proof_with(claims(ath=ath)),
+        DPoPProofError,
+        "DPoP proof 'ath' does not match the access token",
+        access_token="tok",
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ('{"jti":"j1","jti":"j2"}', "JSON member 'jti' is duplicated"),
+        ('{"iat":NaN}', "JSON constant 'NaN' is not allowed"),
+        ('{"iat":-Infinity}', "JSON constant '-Infinity' is not allowed"),
+        ('{"iat":1e400}', "JSON number '1e400' is out of range"),
+        ('{"x":' + "[" * 64 + "]" * 64 + "}", "nests deeper than 64 levels"),
+        ("\ufeff{}", "JWS payload is not valid UTF-8 JSON"),
+        ('{"a":1} x', "JWS payload is not valid UTF-8 JSON"),
+    ],
+    ids=["duplicate", "nan", "infinity", "overflow", "depth", "bom", "trailing"],
+)
+def test_payload_strict_json(payload: str, message: str) -> None:
+    header = {"typ": "dpop+jwt", "jwk": jwk_of(KEY), "alg": "ES256"}
+    signing_input = (
+        b64url_encode(json.dumps(header).encode())
+        + "."
+        + b64url_encode(payload.encode())
+    )
+    proof = f"{signing_input}.{b64url_encode(sign_bytes(KEY, signing_input.encode()))}"
+    with pytest.raises(MalformedJWSError) as info:
+        verify(proof)
+    assert message in str(info.value)
+
+
+def test_payload_brackets_in_string() -> None:
+    # 70 brackets inside a string force the depth walk, which finds depth 1.
+    proof = proof_with(claims(nonce="[" * 70))
+    assert verify(proof, nonce="[" * 70).nonce == "[" * 70
+
+
+def test_cached_header_still_checks_signature() -> None:
+    good = proof_with(claims(jti="first"))
+    verify(good)
+    # The header text is the same, so it comes from the cache, but the payload changed.
+    header, _, signature = good.split(".")
+    forged = f"{header}.{b64url_encode(json.dumps(claims(jti='other')).encode())}"
+    expect(
+        f"{forged}.{signature}",
+        InvalidSignatureError,
+        "DPoP proof signature is invalid for its jwk",
+    )
+
+
+def test_cached_header_replay_rejected() -> None:
+    cache = ReplayCache(10)
+    verify(proof_with(claims(jti="warm")), replay=cache)
+    proof = proof_with(claims(jti="again"))
+    verify(proof, replay=cache)
+    expect(
+        proof, DPoPReplayError, "DPoP proof jti 'again' was already used", replay=cache
+    )
+
+
+def test_cached_header_algorithms_narrowed() -> None:
+    proof = proof_with(claims(jti="narrow"))
+    verify(proof)
+    expect(
+        proof_with(claims(jti="narrow-2")),
+        UnsupportedAlgorithmError,
+        "JWS algorithm 'ES256' is not allowed",
+        algorithms=frozenset({"EdDSA"}),
+    )

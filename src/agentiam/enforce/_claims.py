@@ -2,10 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 from agentiam.enforce.principal import Principal
+from agentiam.jose import access_token_hash
 from agentiam.tokens import AccessTokenClaims
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """A verified access token and what every request with it needs, made once.
+
+    The token cache stores these, so a request with a cached token builds no
+    Principal, hashes no token for ``ath`` and collects no revocation ids.
+
+    Attributes:
+        claims: the verified claims.
+        principal: the Principal handed to the application.
+        revocation_ids: every id whose revocation kills the token.
+        ath: the DPoP ``ath`` that proofs presented with the token must carry.
+        record_fields: the members of a decision record that name the caller.
+    """
+
+    claims: AccessTokenClaims
+    principal: Principal
+    revocation_ids: tuple[str, ...]
+    ath: str
+    record_fields: Mapping[str, Any]
+
+
+def verified_token(token: str, claims: AccessTokenClaims) -> VerifiedToken:
+    """Derive the per-request values of a token whose signature and claims verified."""
+    principal = principal_of(claims)
+    return VerifiedToken(
+        claims=claims,
+        principal=principal,
+        revocation_ids=tuple(revocation_ids(claims)),
+        ath=access_token_hash(token),
+        record_fields=record_fields(principal),
+    )
 
 
 def principal_of(claims: AccessTokenClaims) -> Principal:
@@ -24,6 +62,38 @@ def principal_of(claims: AccessTokenClaims) -> Principal:
         authorization_details=claims.authorization_details or (),
         jti=claims.jti,
         exp=claims.exp,
+    )
+
+
+NO_CALLER: Mapping[str, Any] = MappingProxyType(
+    {
+        "human": None,
+        "actors": (),
+        "task_path": (),
+        "grant_id": None,
+        "receipt_hash": None,
+        "jti": None,
+    }
+)
+
+
+def record_fields(principal: Principal | None) -> Mapping[str, Any]:
+    """Return the decision record members that name the caller, null when unknown.
+
+    The values are immutable (tuples encode as JSON arrays), so one mapping is
+    shared by every record of the token.
+    """
+    if principal is None:
+        return NO_CALLER
+    return MappingProxyType(
+        {
+            "human": principal.human,
+            "actors": principal.actors,
+            "task_path": principal.task_path,
+            "grant_id": principal.grant_id,
+            "receipt_hash": principal.receipt_hash,
+            "jti": principal.jti,
+        }
     )
 
 

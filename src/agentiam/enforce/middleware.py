@@ -7,7 +7,6 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
@@ -17,12 +16,15 @@ from agentiam.enforce._asgi import (
     Receive,
     Scope,
     Send,
-    header_values,
     request_url,
     send_json_error,
     www_authenticate,
 )
-from agentiam.enforce._claims import principal_of, revocation_ids
+from agentiam.enforce._claims import (
+    NO_CALLER,
+    VerifiedToken,
+    verified_token,
+)
 from agentiam.enforce.audit import DECISION_VERSION, DecisionSink
 from agentiam.enforce.cache import TokenCache
 from agentiam.enforce.config import EnforcementConfig, Rule
@@ -32,7 +34,7 @@ from agentiam.enforce.jwks import JWKSCache
 from agentiam.enforce.principal import Principal
 from agentiam.enforce.revocations import RevocationFeed
 from agentiam.jose import JOSEError, ReplayCache, unverified_header, verify_dpop_proof
-from agentiam.tokens import AccessTokenClaims, verify_access_token
+from agentiam.tokens import verify_access_token
 from agentiam.tokens.errors import TokenError
 
 logger = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class _Denied(Exception):
     scope: str | None = None
     challenge: bool = True
     # Set once the token and proof verified, so the decision records the chain.
-    principal: Principal | None = None
+    token: VerifiedToken | None = None
 
 
 class EnforcementMiddleware:
@@ -100,7 +102,7 @@ class EnforcementMiddleware:
             batch_size=config.audit_batch_size,
             flush_interval=config.audit_flush_interval,
         )
-        self.tokens: TokenCache[AccessTokenClaims] = TokenCache(config.token_cache_size)
+        self.tokens: TokenCache[VerifiedToken] = TokenCache(config.token_cache_size)
         self._replay = ReplayCache(config.replay_cache_size)
         self._rules = tuple(config.rules)
         self._realm = config.realm or config.audience
@@ -200,22 +202,22 @@ class EnforcementMiddleware:
             return
 
         try:
-            principal = await self._authorize(scope)
+            verified = await self._authorize(scope)
         except _Denied as denied:
-            self._record(scope, denied.principal, denied.status, "deny", denied.reason)
+            self._record(scope, denied.token, denied.status, "deny", denied.reason)
             await self._send_denied(send, denied)
             return
         except Exception:
             self.decisions.release()
             raise
 
-        await self._call_app(scope, receive, send, principal)
+        await self._call_app(scope, receive, send, verified)
 
     async def _call_app(
-        self, scope: Scope, receive: Receive, send: Send, principal: Principal
+        self, scope: Scope, receive: Receive, send: Send, verified: VerifiedToken
     ) -> None:
         state = RequestState()
-        scope[PRINCIPAL_KEY] = principal
+        scope[PRINCIPAL_KEY] = verified.principal
         scope[STATE_KEY] = state
         status = 500
         started = False
@@ -238,7 +240,7 @@ class EnforcementMiddleware:
             if forbidden is None and isinstance(err, ForbiddenError):
                 forbidden = err
             if forbidden is None or started:
-                self._record(scope, principal, 500, "error", type(err).__name__)
+                self._record(scope, verified, 500, "error", type(err).__name__)
                 raise
             state.forbidden = forbidden
 
@@ -250,25 +252,29 @@ class EnforcementMiddleware:
                 forbidden.wire_description,
                 forbidden.reason or forbidden.wire_description,
             )
-            self._record(scope, principal, 403, "deny", denied.reason)
+            self._record(scope, verified, 403, "deny", denied.reason)
             await self._send_denied(send, denied)
             return
-        self._record(scope, principal, status, "allow", "rule and scopes satisfied")
+        self._record(scope, verified, status, "allow", "rule and scopes satisfied")
 
-    async def _authorize(self, scope: Scope) -> Principal:
+    async def _authorize(self, scope: Scope) -> VerifiedToken:
         token, proof = self._credentials(scope)
         now = self.config.clock()
-        claims = await self._verify_token(token, now)
+        key = self.tokens.key_of(token)
+        verified = self.tokens.get(key, now)
+        if verified is None:
+            verified = await self._verify_token(token, now)
+            self.tokens.put(key, verified, float(verified.claims.exp))
 
         method = scope["method"]
         url = request_url(scope, self.config.public_url)
         try:
-            verified = verify_dpop_proof(
+            proof_key = verify_dpop_proof(
                 proof,
                 htm=method,
                 htu=url,
                 now=now,
-                access_token=token,
+                expected_ath=verified.ath,
                 max_age=self.config.dpop_max_age,
                 replay=self._replay,
                 leeway=self.config.leeway,
@@ -278,7 +284,7 @@ class EnforcementMiddleware:
             raise _Denied(
                 401, "invalid_dpop_proof", "The DPoP proof is invalid.", str(err)
             ) from err
-        if not secrets.compare_digest(verified.jkt, claims.cnf_jkt):
+        if not secrets.compare_digest(proof_key.jkt, verified.claims.cnf_jkt):
             raise _Denied(
                 401,
                 "invalid_dpop_proof",
@@ -286,17 +292,26 @@ class EnforcementMiddleware:
                 "proof jkt differs from cnf.jkt",
             )
 
-        principal = principal_of(claims)
         try:
-            self._check_revocation(claims, now)
-            self._check_rule(self._find_rule(method, scope.get("path", "/")), principal)
+            self._check_revocation(verified, now)
+            rule = self._find_rule(method, scope.get("path", "/"))
+            self._check_rule(rule, verified.principal)
         except _Denied as denied:
-            denied.principal = principal
+            denied.token = verified
             raise
-        return principal
+        return verified
 
     def _credentials(self, scope: Scope) -> tuple[str, str]:
-        authorizations = header_values(scope, b"authorization")
+        # One pass over the headers finds both, and each may appear only once.
+        authorizations: list[bytes] = []
+        proofs: list[bytes] = []
+        for name, value in scope.get("headers", ()):
+            name = name.lower()
+            if name == b"authorization":
+                authorizations.append(value)
+            elif name == b"dpop":
+                proofs.append(value)
+
         if not authorizations:
             raise _Denied(
                 401,
@@ -330,7 +345,6 @@ class EnforcementMiddleware:
                 "unsupported Authorization scheme",
             )
 
-        proofs = header_values(scope, b"dpop")
         if len(proofs) != 1:
             raise _Denied(
                 401,
@@ -340,12 +354,8 @@ class EnforcementMiddleware:
             )
         return token, proofs[0].decode("latin-1")
 
-    async def _verify_token(self, token: str, now: float) -> AccessTokenClaims:
-        key = self.tokens.key_of(token)
-        cached = self.tokens.get(key, now)
-        if cached is not None:
-            return cached
-
+    async def _verify_token(self, token: str, now: float) -> VerifiedToken:
+        """Verify a token that is not in the cache: its signature and its claims."""
         try:
             kid = unverified_header(token).get("kid")
             if isinstance(kid, str):
@@ -371,11 +381,9 @@ class EnforcementMiddleware:
                 str(err),
                 challenge=False,
             ) from err
+        return verified_token(token, claims)
 
-        self.tokens.put(key, claims, float(claims.exp))
-        return claims
-
-    def _check_revocation(self, claims: AccessTokenClaims, now: float) -> None:
+    def _check_revocation(self, verified: VerifiedToken, now: float) -> None:
         if not self.revocations.is_fresh(now):
             raise _Denied(
                 503,
@@ -384,7 +392,7 @@ class EnforcementMiddleware:
                 "revocation feed stale",
                 challenge=False,
             )
-        revoked = self.revocations.first_revoked(revocation_ids(claims))
+        revoked = self.revocations.first_revoked(verified.revocation_ids)
         if revoked is not None:
             raise _Denied(
                 401,
@@ -452,35 +460,24 @@ class EnforcementMiddleware:
     def _record(
         self,
         scope: Scope,
-        principal: Principal | None,
+        verified: VerifiedToken | None,
         status: int,
         decision: str,
         reason: str,
     ) -> None:
-        record: dict[str, Any] = {
-            "ver": DECISION_VERSION,
-            "id": secrets.token_urlsafe(16),
-            "time": self.config.clock(),
-            "audience": self.config.audience,
-            "decision": decision,
-            "reason": reason,
-            "method": scope.get("method"),
-            "path": scope.get("path"),
-            "status": status,
-            "human": None,
-            "actors": [],
-            "task_path": [],
-            "grant_id": None,
-            "receipt_hash": None,
-            "jti": None,
-        }
-        if principal is not None:
-            record.update(
-                human=principal.human,
-                actors=list(principal.actors),
-                task_path=list(principal.task_path),
-                grant_id=principal.grant_id,
-                receipt_hash=principal.receipt_hash,
-                jti=principal.jti,
-            )
-        self.decisions.submit(record)
+        # The members that name the caller are built once per token, in VerifiedToken.
+        caller = NO_CALLER if verified is None else verified.record_fields
+        self.decisions.submit(
+            {
+                "ver": DECISION_VERSION,
+                "id": secrets.token_urlsafe(16),
+                "time": self.config.clock(),
+                "audience": self.config.audience,
+                "decision": decision,
+                "reason": reason,
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "status": status,
+                **caller,
+            }
+        )

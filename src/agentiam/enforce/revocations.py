@@ -60,6 +60,8 @@ class RevocationFeed:
         are distinct random values or SPIFFE IDs, so this can only revoke more.
         """
         revoked = self._revoked
+        if not revoked:
+            return None
         for candidate in ids:
             if candidate in revoked:
                 return candidate

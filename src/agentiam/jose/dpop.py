@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
@@ -90,11 +91,13 @@ class _ProofHeaderCache:
         return len(self._items)
 
     def get(self, key: tuple[str, frozenset[str]]) -> _ProofHeader | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
+        # A single dict lookup is atomic, so reads skip the lock. An entry that
+        # another thread evicts in between is not moved.
+        found = self._items.get(key)
+        if found is not None:
+            with contextlib.suppress(KeyError):
                 self._items.move_to_end(key)
-            return found
+        return found
 
     def put(self, key: tuple[str, frozenset[str]], value: _ProofHeader) -> None:
         if len(key[0]) > _MAX_CACHED_HEADER_LENGTH:
@@ -218,11 +221,13 @@ def _proof_header(header_part: str, algorithms: frozenset[str]) -> _ProofHeader:
     return checked
 
 
-def _verify_proof_signature(proof: str, checked: _ProofHeader) -> dict[str, Any]:
+def _verify_proof_signature(
+    header_part: str, payload_part: str, signature_part: str, checked: _ProofHeader
+) -> dict[str, Any]:
     """Check the proof's signature with its header key and return its claims."""
-    header_part, payload_part, signature_part = _split(proof)
     payload = _decode_part(payload_part, "payload")
     signature = _decode_part(signature_part, "signature")
+    # Both parts decoded as base64url, so they are ASCII and encode without a check.
     signing_input = f"{header_part}.{payload_part}".encode("ascii")
     if not verify_signature(
         checked.alg, checked.key.public_key, signing_input, signature
@@ -243,6 +248,7 @@ def verify_dpop_proof(
     leeway: float = 30,
     nonce: str | None = None,
     algorithms: frozenset[str] = ALLOWED_ALGORITHMS,
+    expected_ath: str | None = None,
 ) -> DPoPProof:
     """Verify a DPoP proof for one request (RFC 9449 section 4.3).
 
@@ -256,33 +262,47 @@ def verify_dpop_proof(
     6. ``ath`` when an access token is given, ``nonce`` when one is expected;
     7. last the ``jti`` against ``replay``, so a rejected proof keeps its ``jti``.
 
+    A caller that already holds ``access_token_hash(access_token)``, such as a
+    resource server that caches verified tokens, passes it as ``expected_ath``
+    instead of the token, and the check is the same.
+
     NOTE: an ``ath`` in a proof checked without an access token is not compared,
     because such a proof is sent to ``/token`` where no access token is bound.
 
     Raises:
         DPoPReplayError: the ``jti`` was already used.
         JOSEError: another subclass naming the check that failed.
+        ValueError: both ``access_token`` and ``expected_ath`` are given.
     """
-    header_part, _, _ = _split(proof)
+    if access_token is not None and expected_ath is not None:
+        raise ValueError("pass access_token or expected_ath, not both")
+
+    header_part, payload_part, signature_part = _split(proof)
     checked = _proof_header(header_part, algorithms)
-    claims = _verify_proof_signature(proof, checked)
+    claims = _verify_proof_signature(header_part, payload_part, signature_part, checked)
 
     proof_htm = _string_claim(claims, "htm")
     if proof_htm != htm:
         raise DPoPProofError(f"DPoP proof htm {proof_htm!r} is not {htm!r}")
     proof_htu = _string_claim(claims, "htu")
-    if normalize_htu(proof_htu) != normalize_htu(htu):
+    expected_htu = normalize_htu(htu)
+    if normalize_htu(proof_htu) != expected_htu:
         raise DPoPProofError(
-            f"DPoP proof htu {proof_htu!r} does not match {normalize_htu(htu)!r}"
+            f"DPoP proof htu {proof_htu!r} does not match {expected_htu!r}"
         )
     iat = _check_time(claims.get("iat"), now=now, max_age=max_age, leeway=leeway)
 
     ath = claims.get("ath")
     if access_token is not None:
+        expected_ath = access_token_hash(access_token)
+    if expected_ath is not None:
         if ath is None:
             raise DPoPProofError("DPoP proof is missing 'ath' for the access token")
-        if not isinstance(ath, str) or not secrets.compare_digest(
-            ath, access_token_hash(access_token)
+        # compare_digest raises TypeError on non-ASCII text, and ath is untrusted.
+        if (
+            not isinstance(ath, str)
+            or not ath.isascii()
+            or not secrets.compare_digest(ath, expected_ath)
         ):
             raise DPoPProofError("DPoP proof 'ath' does not match the access token")
     elif ath is not None and not isinstance(ath, str):
