@@ -7,15 +7,19 @@ Run from the repository root::
 It measures, on SQLite in a temporary directory:
 
 - durable appends/s through ``AuditLog.record`` and ``GroupCommitWriter`` with
-  ``--writers`` asyncio tasks, next to the disk's limit in the same run: the same
-  canonical events written as JSON lines to a plain file with one fsync per batch
-  of the writer's mean batch size;
+  ``--writers`` asyncio tasks, and right after each run the disk's limit: the
+  same canonical events written as JSON lines to a plain file with one fsync per
+  batch of that run's mean batch size;
 - the time ``verify_export`` takes over an export of ``--events`` events.  The
   rows are written in bulk with the log's own leaf, chain and tree-node code
   (``record`` for a million events would take minutes), then exported with the
-  CLI's export code;
+  CLI's export code.  One more run verifies the same export re-encoded with
+  ``json.dumps`` defaults, so no event stands in canonical form and every one
+  is parsed strictly and encoded again (the slow path);
 - the median time of ``AuditLog.inclusion_proof`` at that size, and the first
   proof after the log is opened.
+
+The machine is shared, so the load average before and after is recorded too.
 
 Results go to bench/results/audit.md and bench/results/audit.json.
 """
@@ -109,6 +113,14 @@ def measure_appends(count: int, writers: int) -> dict[str, float]:
     return {"per_second": count / elapsed, "mean_batch": count / max(commits, 1)}
 
 
+def measure_append_run(count: int, writers: int) -> dict[str, float]:
+    """Measure one appends run and then the plain file at its mean batch size."""
+    appends = measure_appends(count, writers)
+    batch = max(1, round(appends["mean_batch"]))
+    appends["plain_per_second"] = measure_plain_file(count, batch)
+    return appends
+
+
 def measure_plain_file(count: int, batch: int) -> float:
     """Return lines/s for canonical events appended to a file, fsync per batch."""
     lines = [_event(number).canonical() + b"\n" for number in range(count)]
@@ -162,16 +174,30 @@ def build_log(directory: Path, count: int, key: SigningKey) -> float:
     return time.perf_counter() - start
 
 
-def measure_verify(directory: Path, key: SigningKey, runs: int) -> list[float]:
-    """Export the log with the CLI's code, then time ``verify_export`` over it."""
+def export_log(directory: Path) -> tuple[Path, float]:
+    """Export the log with the CLI's code; return the file and the seconds taken."""
     engine = create_engine(f"sqlite:///{directory / 'agentiam.db'}")
     writer = GroupCommitWriter(engine)
     log = AuditLog(engine=engine, writer=writer)
     path = directory / "export.jsonl"
+    start = time.perf_counter()
     with path.open("w", encoding="utf-8") as out:
         _export(SimpleNamespace(engine=engine, audit=log), out)
     engine.dispose()
+    return path, time.perf_counter() - start
 
+
+def reencode_export(path: Path) -> Path:
+    """Write ``path`` again with ``json.dumps`` defaults (spaces, escaped text)."""
+    target = path.with_name("export-reencoded.jsonl")
+    with path.open(encoding="utf-8") as lines, target.open("w") as out:
+        for line in lines:
+            out.write(json.dumps(json.loads(line)) + "\n")
+    return target
+
+
+def measure_verify(path: Path, key: SigningKey, runs: int) -> list[float]:
+    """Time ``verify_export`` over an export, ``runs`` times."""
     public = VerificationKey.from_jwk(key.public_jwk())
     times = []
     for _ in range(runs):
@@ -223,20 +249,43 @@ def machine() -> dict[str, Any]:
     return {"nproc": os.cpu_count(), "memory_mib": memory, "cpu": model}
 
 
+def load_average() -> list[float]:
+    """Return the 1, 5 and 15 minute load averages."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
 def main() -> None:
     """Run every measurement and write the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--appends", type=int, default=20_000)
-    parser.add_argument("--writers", type=int, default=64)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=1_000_000,
+        help="events in the log that verify and proofs use (default: 1000000)",
+    )
+    parser.add_argument(
+        "--appends",
+        type=int,
+        default=20_000,
+        help="events appended in each appends run (default: 20000)",
+    )
+    parser.add_argument(
+        "--writers",
+        type=int,
+        default=64,
+        help="concurrent asyncio tasks calling record() (default: 64)",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=3, help="runs of each measurement (default: 3)"
+    )
     args = parser.parse_args()
+    load_before = load_average()
 
-    appends = [measure_appends(args.appends, args.writers) for _ in range(args.runs)]
-    batch = round(statistics.median(a["mean_batch"] for a in appends))
-    plain = [measure_plain_file(args.appends, batch) for _ in range(args.runs)]
-    rates = [a["per_second"] for a in appends]
+    runs = [measure_append_run(args.appends, args.writers) for _ in range(args.runs)]
+    rates = [run["per_second"] for run in runs]
+    plain = [run["plain_per_second"] for run in runs]
     ratios = [rate / limit for rate, limit in zip(rates, plain, strict=True)]
+    batch = round(statistics.median(run["mean_batch"] for run in runs))
     print(f"appends/s {rates}, plain file {plain}, batch {batch}", flush=True)
 
     key = SigningKey.generate("ES256")
@@ -247,13 +296,19 @@ def main() -> None:
         proofs = [
             measure_proofs(directory, args.events, 1001) for _ in range(args.runs)
         ]
-        verify = measure_verify(directory, key, args.runs)
-        print(f"proofs {proofs}, verify {verify}", flush=True)
+        print(f"proofs {proofs}", flush=True)
+        path, export_seconds = export_log(directory)
+        verify = measure_verify(path, key, args.runs)
+        print(f"exported in {export_seconds:.1f} s, verify {verify}", flush=True)
+        reencoded = measure_verify(reencode_export(path), key, 1)
+        print(f"verify re-encoded export {reencoded}", flush=True)
 
     results = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
         "writers": args.writers,
         "appends": args.appends,
         "runs": args.runs,
@@ -263,7 +318,9 @@ def main() -> None:
         "ratio": summary(ratios),
         "events": args.events,
         "build_seconds": build,
+        "export_seconds": export_seconds,
         "verify_seconds": summary(verify),
+        "verify_reencoded_seconds": summary(reencoded),
         "proof": {
             name: summary([proof[name] for proof in proofs])
             for name in ("open_ms", "first_ms", "median_ms")
@@ -301,6 +358,8 @@ def write_results(results: dict[str, Any]) -> None:
         ("appends / plain file (per run)", _cell(results["ratio"], ".0%"), ">= 50%"),
         (f"verify export of {results['events']:,} events, s",
          _cell(results["verify_seconds"], ".1f"), "< 20"),
+        ("verify the same export re-encoded (no canonical lines), s",
+         _cell(results["verify_reencoded_seconds"], ".1f"), ""),
         (f"inclusion proof at {results['events']:,}, median ms",
          _cell(proof["median_ms"], ".3f"), "< 1"),
         ("first proof after open, ms", _cell(proof["first_ms"], ".3f"), ""),
@@ -315,7 +374,11 @@ def write_results(results: dict[str, Any]) -> None:
         f"{results['writers']} asyncio tasks each awaiting `record()`; "
         f"{results['appends']:,} events per run; mean group-commit batch "
         f"{results['mean_batch']} events; each cell is the median of "
-        f"{results['runs']} runs, with the lowest and highest in brackets.",
+        f"{results['runs']} runs, with the lowest and highest in brackets; "
+        "each plain-file run follows its appends run.",
+        f"Load average (1, 5, 15 min) {results['load_average_before']} before "
+        f"and {results['load_average_after']} after: other work shared the "
+        "machine when it was above 0.",
         f"The {results['events']:,}-event log is written in bulk with the log's "
         "leaf, chain and tree-node code, not through `record()`.",
         "",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from agentiam.audit.errors import CanonicalizationError
@@ -51,19 +51,42 @@ def canonicalize(value: Any) -> bytes:
             a string, or the value is of another type or nested too deeply.
     """
     if _is_fast_safe(value, 0):
-        text = json.dumps(
-            value,
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        )
+        text = _fast_encode(value)
         try:
             return text.encode("utf-8")
         except UnicodeEncodeError:
             # A lone surrogate: the reference encoder raises the proper error.
             pass
     return canonicalize_reference(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+
+
+def _make_fast_encoder() -> Callable[[Any], str]:
+    """Return ``_dumps`` built once on the C encoder that ``json.dumps`` uses.
+
+    ``json.dumps`` builds the same encoder on every call.  The circular-reference
+    check is left out (``markers`` is ``None``) because ``_is_fast_safe`` has
+    already bounded the depth of every value given to it.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _dumps
+    encode = make(
+        None, None, json.encoder.encode_basestring, None, ":", ",", True, False, False
+    )
+    return lambda value: "".join(encode(value, 0))
+
+
+_fast_encode: Final = _make_fast_encoder()
 
 
 def canonicalize_reference(value: Any) -> bytes:
@@ -96,6 +119,25 @@ def _is_fast_safe(value: Any, depth: int) -> bool:
     the exact built-in JSON types return False and take the reference encoder.
     """
     kind = type(value)
+    if kind is dict:
+        if depth >= _MAX_DEPTH:
+            return False
+        for key, item in value.items():
+            if type(key) is not str or (not key.isascii() and max(key) > _BMP_MAX):
+                return False
+            if not _is_fast_safe_member(item, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        if depth >= _MAX_DEPTH:
+            return False
+        return all(_is_fast_safe_member(item, depth + 1) for item in value)
+    return _is_fast_safe_member(value, depth)
+
+
+def _is_fast_safe_member(value: Any, depth: int) -> bool:
+    # Scalars, the usual members, are decided here without a further call.
+    kind = type(value)
     if kind is str or value is None or kind is bool:
         return True
     if kind is int:
@@ -105,17 +147,8 @@ def _is_fast_safe(value: Any, depth: int) -> bool:
         return (
             _PLAIN_FLOAT_MIN <= magnitude < _PLAIN_FLOAT_MAX and not value.is_integer()
         )
-    if depth >= _MAX_DEPTH:
-        return False
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str or (not key.isascii() and max(key) > _BMP_MAX):
-                return False
-            if not _is_fast_safe(item, depth + 1):
-                return False
-        return True
-    if kind is list or kind is tuple:
-        return all(_is_fast_safe(item, depth + 1) for item in value)
+    if kind is dict or kind is list or kind is tuple:
+        return _is_fast_safe(value, depth)
     return False
 
 

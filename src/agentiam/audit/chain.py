@@ -22,9 +22,15 @@ def next_chain_hash(previous: bytes, leaf: bytes) -> bytes:
     return hashlib.sha256(previous + leaf).digest()
 
 
+_TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url(data: bytes) -> str:
     """Encode bytes as unpadded base64url (RFC 4648 section 5)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    # The same bytes as base64.urlsafe_b64encode, in fewer steps: verifiers call
+    # this twice for every event.
+    encoded = binascii.b2a_base64(data, newline=False)
+    return encoded.rstrip(b"=").translate(_TO_URLSAFE).decode("ascii")
 
 
 def hash_from_b64url(text: str, *, name: str = "hash") -> bytes:

@@ -30,13 +30,19 @@ KNOWN_TYPES: Final = frozenset(
     {
         "decision",
         "agent.attested",
+        "agent.attest_refused",
+        "agent.renewed",
+        "agent.renew_refused",
         "agent.spawned",
+        "agent.spawn_refused",
         "approval.requested",
         "approval.denied",
         "grant.approved",
         "grant.revoked",
+        "instance.revoked",
         "session.created",
         "session.refused",
+        "session.revoked",
         "task.opened",
         "task.closed",
         "token.issued",
@@ -97,7 +103,19 @@ def is_sensitive_key(key: str) -> bool:
 
 def looks_like_jws(text: str) -> bool:
     """Return whether a string contains something shaped like a compact JWS or JWE."""
-    return _JWS_PATTERN.search(text) is not None
+    # Every match starts with "eyJ", and a substring test is much cheaper than
+    # a regular-expression search over strings that have none.
+    return "eyJ" in text and _JWS_PATTERN.search(text) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_plain_key(key: str) -> bool:
+    """Return whether a mapping key passes every key check (cached, like the keys)."""
+    return (
+        not is_sensitive_key(key)
+        and len(key) <= _MAX_STRING_LENGTH
+        and not looks_like_jws(key)
+    )
 
 
 def _check_string(where: str, value: str) -> None:
@@ -119,9 +137,13 @@ def _freeze_json(where: str, value: Any, depth: int = 0) -> Any:
         raise AuditEventError(
             f"Audit field {where!r} nests deeper than {_MAX_DEPTH} levels."
         )
-    if value is None or isinstance(value, bool):
+    kind = type(value)
+    if kind is str:
+        _check_string(where, value)
         return value
-    if isinstance(value, int):
+    if value is None or kind is bool or kind is int:
+        return value
+    if isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -146,16 +168,28 @@ def _freeze_json(where: str, value: Any, depth: int = 0) -> Any:
 def _freeze_mapping(where: str, value: Mapping[Any, Any], depth: int) -> FrozenJSON:
     items: dict[str, Any] = {}
     for key, item in value.items():
-        if not isinstance(key, str):
-            raise AuditEventError(f"Audit field {where!r} has a key that is not text.")
-        path = f"{where}.{key}"
-        if is_sensitive_key(key):
-            raise AuditEventError(
-                f"Audit field {path!r} names a secret; secrets are never recorded."
-            )
-        _check_string(path, key)
-        items[key] = _freeze_json(path, item, depth + 1)
+        if type(key) is not str or not _is_plain_key(key):
+            _reject_key(where, key)
+        if type(item) is str:
+            # The common case, checked here without building the field's path.
+            if len(item) > _MAX_STRING_LENGTH or looks_like_jws(item):
+                _check_string(f"{where}.{key}", item)
+            items[key] = item
+        else:
+            items[key] = _freeze_json(f"{where}.{key}", item, depth + 1)
     return FrozenJSON(items)
+
+
+def _reject_key(where: str, key: object) -> None:
+    """Raise the error for a key that ``_is_plain_key`` refused."""
+    if not isinstance(key, str):
+        raise AuditEventError(f"Audit field {where!r} has a key that is not text.")
+    path = f"{where}.{key}"
+    if is_sensitive_key(key):
+        raise AuditEventError(
+            f"Audit field {path!r} names a secret; secrets are never recorded."
+        )
+    _check_string(path, key)
 
 
 class FrozenJSON(Mapping[str, Any]):
@@ -189,6 +223,11 @@ class FrozenJSON(Mapping[str, Any]):
 
 def thaw(value: Any) -> Any:
     """Return a plain ``dict``/``list`` copy of a frozen JSON value."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is FrozenJSON:
+        return {key: thaw(item) for key, item in value._items.items()}
     if isinstance(value, Mapping):
         return {key: thaw(item) for key, item in value.items()}
     if isinstance(value, tuple | list):
@@ -209,6 +248,8 @@ def _optional_text(where: str, value: object) -> str | None:
 
 
 def _text_tuple(where: str, value: object) -> tuple[str, ...]:
+    if not value and (type(value) is tuple or type(value) is list):
+        return ()
     if isinstance(value, str) or not isinstance(value, Sequence):
         raise AuditEventError(f"Audit field {where!r} must be a list of strings.")
     if len(value) > _MAX_ACTORS:
@@ -265,13 +306,14 @@ class AuditEvent:
     def __post_init__(self) -> None:
         """Validate every field and replace containers with immutable copies."""
         self._check_type_and_decision()
-        for name in ("outcome",):
-            value = getattr(self, name)
-            if not isinstance(value, str):
-                raise AuditEventError(f"Audit field {name!r} must be a string.")
-            _check_string(name, value)
-        for name in ("reason", "human", "receipt_hash", "grant_id", "trace_id"):
-            _optional_text(name, getattr(self, name))
+        if not isinstance(self.outcome, str):
+            raise AuditEventError("Audit field 'outcome' must be a string.")
+        _check_string("outcome", self.outcome)
+        _optional_text("reason", self.reason)
+        _optional_text("human", self.human)
+        _optional_text("receipt_hash", self.receipt_hash)
+        _optional_text("grant_id", self.grant_id)
+        _optional_text("trace_id", self.trace_id)
         object.__setattr__(self, "actors", _text_tuple("actors", self.actors))
         object.__setattr__(self, "task_path", _text_tuple("task_path", self.task_path))
         object.__setattr__(self, "request", self._checked_request())
@@ -295,9 +337,13 @@ class AuditEvent:
             )
 
     def _checked_request(self) -> FrozenJSON:
-        if not isinstance(self.request, Mapping):
+        if type(self.request) is not dict and not isinstance(self.request, Mapping):
             raise AuditEventError("Audit field 'request' must be an object.")
-        unknown = sorted(set(self.request) - _REQUEST_KEYS)
+        unknown = (
+            []
+            if _REQUEST_KEYS.issuperset(self.request)
+            else sorted(set(self.request) - _REQUEST_KEYS)
+        )
         if unknown:
             raise AuditEventError(
                 f"Audit field 'request' has unknown key {unknown[0]!r}; "
@@ -314,12 +360,14 @@ class AuditEvent:
         return frozen
 
     def _checked_details(self) -> FrozenJSON:
-        if not isinstance(self.details, Mapping):
+        if type(self.details) is not dict and not isinstance(self.details, Mapping):
             raise AuditEventError("Audit field 'details' must be an object.")
         return _freeze_mapping("details", self.details, 0)
 
     def _check_time(self) -> None:
-        if self.time is None:
+        if self.time is None or (
+            type(self.time) is float and 0 <= self.time < math.inf
+        ):
             return
         if (
             isinstance(self.time, bool)
@@ -390,15 +438,27 @@ class AuditEvent:
                 f"Audit event version {data.get('v')!r} is not supported; "
                 f"expected {EVENT_VERSION}."
             )
-        expected = set(_FIELD_NAMES) | {"v"}
-        missing = sorted(expected - set(data))
-        if missing:
-            raise AuditEventError(f"Audit event is missing key {missing[0]!r}.")
-        unknown = sorted(set(data) - expected)
-        if unknown:
+        if data.keys() != _DICT_KEYS:
+            missing = sorted(_DICT_KEYS - set(data))
+            if missing:
+                raise AuditEventError(f"Audit event is missing key {missing[0]!r}.")
+            unknown = sorted(set(data) - _DICT_KEYS)
             raise AuditEventError(f"Audit event has unknown key {unknown[0]!r}.")
-        values = {name: data[name] for name in _FIELD_NAMES if name != "time"}
-        return cls(**values, time=data["time"])
+        return cls(
+            data["type"],
+            data["decision"],
+            data["outcome"],
+            data["reason"],
+            data["human"],
+            data["receipt_hash"],
+            data["grant_id"],
+            data["actors"],
+            data["task_path"],
+            data["request"],
+            data["details"],
+            data["trace_id"],
+            time=data["time"],
+        )
 
 
 _FIELD_NAMES: Final = (
@@ -416,6 +476,7 @@ _FIELD_NAMES: Final = (
     "details",
     "trace_id",
 )
+_DICT_KEYS: Final = frozenset({*_FIELD_NAMES, "v"})
 
 
 def _replace_time(event: AuditEvent, now: float) -> AuditEvent:

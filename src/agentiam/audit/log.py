@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,8 +42,6 @@ from agentiam.audit.merkle import (
     leaf_hash,
 )
 from agentiam.audit.tables import (
-    audit_event_actors,
-    audit_event_tasks,
     audit_events,
     audit_tree_nodes,
     tree_heads,
@@ -52,11 +50,11 @@ from agentiam.audit.tree import (
     NODE_LEVEL,
     Node,
     SubtreeHashes,
+    batch_nodes,
     collect_ranges,
     load_all_nodes,
     load_nodes_in,
     nodes_for_leaves,
-    write_nodes,
 )
 from agentiam.audit.tree_head import TreeHead, sign_tree_head, verify_tree_head
 from agentiam.errors import AgentIAMError, TemporarilyUnavailableError
@@ -76,16 +74,39 @@ DEFAULT_TREE_HEAD_INTERVAL_MS = 10_000
 # 64-bit integer of the ASCII bytes "agntiaml".
 AUDIT_LOCK_KEY = int.from_bytes(b"agntiaml", "big") - (1 << 63)
 
-# Statements built once, so SQLAlchemy compiles each of them once.
-_HEAD = (
-    select(audit_events.c.seq, audit_events.c.chain_hash)
-    .order_by(audit_events.c.seq.desc())
-    .limit(1)
-)
-_INSERT_EVENT = insert(audit_events)
-_INSERT_TASK = insert(audit_event_tasks)
-_INSERT_ACTOR = insert(audit_event_actors)
-_PG_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+# The append path and the leaf reads of proofs run these statements on the
+# driver (``exec_driver_sql``) with tuples, which skips SQLAlchemy's per-row
+# parameter handling.  They are written with ``?`` placeholders, and
+# ``_driver_sql`` turns them into the driver's own.
+_SQL = {
+    "head": "SELECT seq, chain_hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+    "insert_event": "INSERT INTO audit_events (seq, time, type, decision, human, "
+    "grant_id, agent, task_id, leaf_hash, chain_hash, canonical) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "insert_task": "INSERT INTO audit_event_tasks (seq, task_id, depth) "
+    "VALUES (?, ?, ?)",
+    "insert_actor": "INSERT INTO audit_event_actors (seq, actor) VALUES (?, ?)",
+    "insert_node": "INSERT INTO audit_tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
+    "node": "SELECT hash FROM audit_tree_nodes WHERE level = ? AND idx = ?",
+    "leaves": "SELECT seq, leaf_hash FROM audit_events "
+    "WHERE seq >= ? AND seq < ? ORDER BY seq",
+    "pg_lock": "SELECT pg_advisory_xact_lock(?)",
+}
+_DRIVER_SQL: dict[tuple[str, str], str] = {}
+
+
+def _driver_sql(conn: Connection | Engine, name: str) -> str:
+    """Return statement ``name`` with the placeholders of ``conn``'s driver."""
+    style = conn.dialect.paramstyle
+    found = _DRIVER_SQL.get((style, name))
+    if found is None:
+        sql = _SQL[name]
+        if style in ("format", "pyformat"):
+            sql = sql.replace("?", "%s")
+        elif style != "qmark":
+            raise AuditError(f"Database paramstyle {style!r} is not supported.")
+        found = _DRIVER_SQL[(style, name)] = sql
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +118,25 @@ class _Entry:
     leaf: bytes
 
 
+@dataclass(slots=True)
+class _Batch:
+    """The rows of one append call: its first seq, leaf hashes and tree nodes.
+
+    ``added`` is set once the nodes and leaves are in memory.
+    """
+
+    first: int
+    leaves: list[bytes]
+    nodes: list[Node]
+    added: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class _Appended:
-    """The seq given to one appended event and the tree nodes its leaf completed."""
+    """The seq given to one appended event and the batch it was appended in."""
 
     seq: int
-    nodes: list[Node]
+    batch: _Batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,42 +246,49 @@ class AuditLog:
 
     def _append(self, conn: Connection, entries: Sequence[_Entry]) -> list[_Appended]:
         if conn.dialect.name == "postgresql":
-            conn.execute(_PG_LOCK, {"key": AUDIT_LOCK_KEY})
-        last = conn.execute(_HEAD).first()
-        first = 0 if last is None else last.seq + 1
-        chain = GENESIS_CHAIN_HASH if last is None else bytes(last.chain_hash)
+            conn.exec_driver_sql(_driver_sql(conn, "pg_lock"), (AUDIT_LOCK_KEY,))
+        last = conn.exec_driver_sql(_driver_sql(conn, "head")).first()
+        first = 0 if last is None else int(last[0]) + 1
+        chain = GENESIS_CHAIN_HASH if last is None else bytes(last[1])
 
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
+        tasks: list[tuple[int, str, int]] = []
+        actors: list[tuple[int, str]] = []
         for seq, entry in enumerate(entries, start=first):
+            event = entry.event
             chain = next_chain_hash(chain, entry.leaf)
-            rows.append(_event_row(seq, entry, chain))
-        conn.execute(_INSERT_EVENT, rows)
-        self._insert_index_rows(conn, first, entries)
-
-        return [
-            _Appended(seq, write_nodes(conn, seq + 1, entry.leaf))
-            for seq, entry in enumerate(entries, start=first)
-        ]
-
-    def _insert_index_rows(
-        self, conn: Connection, first: int, entries: Sequence[_Entry]
-    ) -> None:
-        tasks: list[dict[str, Any]] = []
-        actors: list[dict[str, Any]] = []
-        for seq, entry in enumerate(entries, start=first):
-            path = {task: depth for depth, task in enumerate(entry.event.task_path)}
-            tasks.extend(
-                {"seq": seq, "task_id": task, "depth": depth}
-                for task, depth in path.items()
-            )
-            actors.extend(
-                {"seq": seq, "actor": actor}
-                for actor in dict.fromkeys(entry.event.actors)
-            )
+            rows.append(
+                (seq, event.time, event.type, event.decision, event.human,
+                 event.grant_id, event.actors[0] if event.actors else None,
+                 event.task_path[-1] if event.task_path else None,
+                 entry.leaf, chain, entry.canonical)
+            )  # fmt: skip
+            # One index row per distinct task and actor; a repeated task keeps
+            # the depth of its last position, a repeated actor its first.
+            if event.task_path:
+                path = {task: depth for depth, task in enumerate(event.task_path)}
+                tasks.extend((seq, task, depth) for task, depth in path.items())
+            if event.actors:
+                actors.extend((seq, actor) for actor in dict.fromkeys(event.actors))
+        conn.exec_driver_sql(_driver_sql(conn, "insert_event"), rows)
         if tasks:
-            conn.execute(_INSERT_TASK, tasks)
+            conn.exec_driver_sql(_driver_sql(conn, "insert_task"), tasks)
         if actors:
-            conn.execute(_INSERT_ACTOR, actors)
+            conn.exec_driver_sql(_driver_sql(conn, "insert_actor"), actors)
+
+        leaves = [entry.leaf for entry in entries]
+        nodes = batch_nodes(
+            first,
+            leaves,
+            stored_leaves=lambda start, end: _stored_leaves(conn, start, end),
+            stored_node=lambda level, index: (
+                self._tree.get(level, index) or _stored_node(conn, level, index)
+            ),
+        )
+        if nodes:
+            conn.exec_driver_sql(_driver_sql(conn, "insert_node"), nodes)
+        batch = _Batch(first, leaves, nodes)
+        return [_Appended(seq, batch) for seq in range(first, first + len(entries))]
 
     async def record(self, event: AuditEvent) -> int:
         """Append ``event`` in its own unit of work; return its seq after the commit.
@@ -267,10 +308,12 @@ class AuditLog:
                 reason=f"audit event not committed: {err!r}"
             ) from err
 
-        # The batch has committed, so its nodes may join the ones in memory.
-        self._tree.add(appended.nodes)
-        self.note_committed(appended.seq + 1)
-        await self._maybe_sign_tree_head()
+        # The batch has committed, so its nodes and leaves may join memory.  The
+        # first of its callers to resume adds them for the whole batch.
+        if not appended.batch.added:
+            self._add_committed(appended.batch)
+        if self._tree_head_every > 0 and self.keyring is not None:
+            await self._maybe_sign_tree_head()
         return appended.seq
 
     def record_sync(self, event: AuditEvent) -> int:
@@ -286,9 +329,14 @@ class AuditLog:
             raise TemporarilyUnavailableError(
                 reason=f"audit event not committed: {err!r}"
             ) from err
-        self._tree.add(appended.nodes)
-        self.note_committed(appended.seq + 1)
+        self._add_committed(appended.batch)
         return appended.seq
+
+    def _add_committed(self, batch: _Batch) -> None:
+        batch.added = True
+        self._tree.add(batch.nodes)
+        self._tree.add_leaves(batch.first, batch.leaves)
+        self.note_committed(batch.first + len(batch.leaves))
 
     def note_committed(self, size: int) -> None:
         """Record that the log is known to hold at least ``size`` committed events."""
@@ -311,12 +359,24 @@ class AuditLog:
         return None if row is None else stored_event_from_row(row)
 
     def _load_leaves(self, spans: Sequence[tuple[int, int]]) -> dict[int, bytes]:
-        """Read the leaf hashes of every seq in ``spans`` in one query."""
-        seq = audit_events.c.seq
-        where = or_(*(and_(seq >= start, seq < end) for start, end in spans))
-        with self._engine.connect() as conn:
-            rows = conn.execute(select(seq, audit_events.c.leaf_hash).where(where))
-            return {int(row[0]): bytes(row[1]) for row in rows}
+        """Read the leaf hashes of every seq in ``spans``, one range query each."""
+        # A proof waits on this read, so it takes a pooled driver connection
+        # and cursor: SQLAlchemy's result objects would cost more than the query.
+        sql = _driver_sql(self._engine, "leaves")
+        found: dict[int, bytes] = {}
+        raw = self._engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                for span in spans:
+                    cursor.execute(sql, span)
+                    for seq, value in cursor.fetchall():
+                        found[int(seq)] = bytes(value)
+            finally:
+                cursor.close()
+        finally:
+            raw.close()
+        return found
 
     def _all_leaves(self, size: int) -> list[bytes]:
         with self._engine.connect() as conn:
@@ -538,21 +598,14 @@ class AuditLog:
         return verify_tree_head(signature, self.keyring.lookup, issuer=self._issuer)
 
 
-def _event_row(seq: int, entry: _Entry, chain: bytes) -> dict[str, Any]:
-    event = entry.event
-    return {
-        "seq": seq,
-        "time": event.time,
-        "type": event.type,
-        "decision": event.decision,
-        "human": event.human,
-        "grant_id": event.grant_id,
-        "agent": event.actors[0] if event.actors else None,
-        "task_id": event.task_id,
-        "leaf_hash": entry.leaf,
-        "chain_hash": chain,
-        "canonical": entry.canonical,
-    }
+def _stored_leaves(conn: Connection, start: int, end: int) -> list[bytes]:
+    rows = conn.exec_driver_sql(_driver_sql(conn, "leaves"), (start, end))
+    return [bytes(value) for _, value in rows]
+
+
+def _stored_node(conn: Connection, level: int, index: int) -> bytes | None:
+    value = conn.exec_driver_sql(_driver_sql(conn, "node"), (level, index)).scalar()
+    return None if value is None else bytes(value)
 
 
 def stored_event_from_row(row: Any) -> StoredEvent:

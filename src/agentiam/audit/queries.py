@@ -8,6 +8,7 @@ under it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -105,12 +106,19 @@ def find_events(engine: Engine, query: EventQuery) -> list[StoredEvent]:
 
 
 def event_to_json(stored: StoredEvent) -> dict[str, Any]:
-    """Return the JSON shape of a stored event used by the API and the export."""
+    """Return the JSON shape of a stored event used by the API and the export.
+
+    ``event`` is decoded from the stored canonical bytes, so its members keep
+    their canonical order and numbers their canonical form.  Encoded again
+    without sorting or escaping non-ASCII (as the export does), it gives back
+    those bytes for every event whose numbers Python writes as RFC 8785 does,
+    and the export verifier can hash the line's event bytes unchanged.
+    """
     return {
         "seq": stored.seq,
         "leaf_hash": b64url(stored.leaf_hash),
         "chain_hash": b64url(stored.chain_hash),
-        "event": stored.event.to_dict(),
+        "event": json.loads(stored.canonical),
     }
 
 

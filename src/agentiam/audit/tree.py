@@ -11,17 +11,23 @@ appends the leaf completing them, so the nodes commit or roll back with the even
 one query when it opens the log and adds the nodes a batch wrote only after that
 batch has committed, so a rolled-back batch leaves nothing behind.  A node that
 is not in memory (written by another process, or by ``record_in`` in a caller's
-unit of work) is read from the table when a proof needs it.
+unit of work) is read from the table when a proof needs it.  It also keeps the
+leaf hashes of the last ``RECENT_LEAVES`` committed events of the batches it was
+given (2 MB), so proofs of recent events and the partial block at the tree's
+right edge need no query.
 
 Cost, with ``NODE_LEVEL = 6`` and n events:
 
 - memory and storage: ``n/64 + n/128 + ... < n/32`` hashes of 32 bytes, so about
   31,000 hashes or 1 MB for a million events (one ``bytearray`` per level);
-- append: every ``2**NODE_LEVEL`` appends, one read of 63 leaf hashes and one
-  insert; amortized O(1) reads and inserts for the levels above;
+- append: a batch computes the nodes its leaves complete from its own leaf
+  hashes; it reads stored leaves only for the part of a block written before the
+  batch (one query), and a left sibling node only when it is neither in the batch
+  nor in memory;
 - proof or root of a tree of size n: O(log n) hash lookups in memory, plus the
   leaf hashes below ``NODE_LEVEL``: the proven leaf's block (63 leaves) and the
-  partial block at the tree's right edge (up to 63 more), read in one query.
+  partial block at the tree's right edge (up to 63 more), from the recent leaves
+  in memory or else one range query each.
 
 The hashing is RFC 9162 section 2.1 (see ``merkle``); the nodes only cache it.
 """
@@ -32,7 +38,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.engine import Connection
 
 from agentiam.audit.errors import AuditError
@@ -43,7 +49,7 @@ from agentiam.audit.merkle import (
     root_from_leaf_hashes,
     split_point,
 )
-from agentiam.audit.tables import audit_events, audit_tree_nodes
+from agentiam.audit.tables import audit_tree_nodes
 
 # Returns the leaf hashes of every seq in the given ``(start, end)`` spans.
 LeafLoader = Callable[[Sequence[tuple[int, int]]], Mapping[int, bytes]]
@@ -54,6 +60,8 @@ Node = tuple[int, int, bytes]
 # The lowest stored level: subtrees of 64 leaves and larger.  After a change the
 # table no longer matches, and ``AuditLog`` rebuilds it when it opens the log.
 NODE_LEVEL = 6
+# How many of the latest committed leaf hashes ``SubtreeHashes`` keeps (2 MB).
+RECENT_LEAVES = 1 << 16
 _HASH = 32
 _PLACEHOLDER = bytes(_HASH)
 
@@ -114,6 +122,10 @@ class SubtreeHashes:
         # their level wait in _pending.
         self._levels: list[bytearray] = []
         self._pending: dict[tuple[int, int], bytes] = {}
+        # The leaf hashes of seqs _recent_start, _recent_start + 1, ... back to
+        # back: one run of committed leaves, restarted when a batch leaves a gap.
+        self._recent_start = 0
+        self._recent = bytearray()
         self._lock = threading.Lock()
 
     def reset(self, nodes: Iterable[Node]) -> None:
@@ -121,10 +133,37 @@ class SubtreeHashes:
         with self._lock:
             self._levels = []
             self._pending = {}
+            self._recent_start = 0
+            self._recent = bytearray()
         self.add(nodes)
+
+    def add_leaves(self, first: int, leaves: Sequence[bytes]) -> None:
+        """Keep the committed leaf hashes of seqs ``first`` onwards as recent leaves."""
+        if not leaves:
+            return
+        with self._lock:
+            end = self._recent_start + len(self._recent) // _HASH
+            if first > end or first < self._recent_start:
+                self._recent_start, self._recent = first, bytearray()
+                end = first
+            skip = end - first
+            if skip < len(leaves):
+                self._recent += b"".join(leaves[skip:])
+            # Trim whole blocks from the front once the run is a block too long.
+            extra = len(self._recent) // _HASH - RECENT_LEAVES
+            if extra >= 1 << NODE_LEVEL:
+                del self._recent[: extra * _HASH]
+                self._recent_start += extra
+
+    def get(self, level: int, index: int) -> bytes | None:
+        """Return the node at ``(level, index)`` if it is in memory."""
+        with self._lock:
+            return self._get(level, index)
 
     def add(self, nodes: Iterable[Node]) -> None:
         """Add committed nodes; a node already present is left as it is."""
+        if not nodes:
+            return
         with self._lock:
             for level, index, value in nodes:
                 if self._get(level, index) is None:
@@ -211,11 +250,30 @@ class SubtreeHashes:
         found.update(loaded)
         return found
 
+    def _recent_leaves(self, start: int, end: int) -> dict[int, bytes] | None:
+        with self._lock:
+            low = start - self._recent_start
+            if low < 0 or (end - self._recent_start) * _HASH > len(self._recent):
+                return None
+            data = bytes(self._recent[low * _HASH : (low + end - start) * _HASH])
+        return {
+            start + i: data[i * _HASH : (i + 1) * _HASH] for i in range(end - start)
+        }
+
     def _leaves(self, spans: list[tuple[int, int]]) -> Mapping[int, bytes]:
         if not spans:
             return {}
         merged = _merge(spans)
-        leaves = self._load_leaves(merged)
+        leaves: dict[int, bytes] = {}
+        stored: list[tuple[int, int]] = []
+        for start, end in merged:
+            recent = self._recent_leaves(start, end)
+            if recent is None:
+                stored.append((start, end))
+            else:
+                leaves.update(recent)
+        if stored:
+            leaves.update(self._load_leaves(stored))
         for start, end in merged:
             found = sum(1 for seq in range(start, end) if seq in leaves)
             if found != end - start:
@@ -228,10 +286,14 @@ class SubtreeHashes:
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Merge overlapping or adjacent leaf ranges, so each is read once."""
+    """Merge leaf ranges less than a block apart, so each is read once.
+
+    The leaves of a proof's own block lie on both sides of the proven leaf, so
+    reading the few leaves in a gap costs less than a second query.
+    """
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
+        if merged and start <= merged[-1][1] + (1 << NODE_LEVEL):
             merged[-1] = (merged[-1][0], max(merged[-1][1], end))
         else:
             merged.append((start, end))
@@ -274,53 +336,63 @@ def _piece(
         ) from err
 
 
-def write_nodes(conn: Connection, size: int, last_leaf: bytes) -> list[Node]:
-    """Store the nodes completed by the leaf that made the log ``size`` long.
+# Reads the stored leaf hashes of seqs ``start`` to ``end - 1``, in order.
+StoredLeaves = Callable[[int, int], Sequence[bytes]]
+# Reads one stored node, or returns None.
+StoredNode = Callable[[int, int], bytes | None]
 
-    Runs in the appending unit of work, so the nodes share its transaction.
-    ``last_leaf`` is the new leaf's hash, which saves reading it back.
 
-    Returns:
-        The nodes written, for the caller to add to memory after the commit.
+def batch_nodes(
+    first: int,
+    leaves: Sequence[bytes],
+    *,
+    stored_leaves: StoredLeaves,
+    stored_node: StoredNode,
+) -> list[Node]:
+    """Return the nodes completed by appending ``leaves`` at seqs ``first`` onwards.
+
+    Runs in the appending unit of work, which stores the nodes returned, so they
+    share its transaction.  The batch's own leaf hashes and nodes are used
+    directly.  ``stored_leaves`` is called only for the part of a block that
+    precedes the batch, and ``stored_node`` only for a left sibling made before it.
+
+    Raises:
+        AuditError: a stored leaf or node that the new nodes need is missing.
     """
-    if size % (1 << NODE_LEVEL):
-        return []
     block = 1 << NODE_LEVEL
-    rows = conn.execute(
-        select(audit_events.c.leaf_hash)
-        .where(audit_events.c.seq >= size - block, audit_events.c.seq < size - 1)
-        .order_by(audit_events.c.seq)
-    ).all()
-    leaves = [bytes(row.leaf_hash) for row in rows]
-    if len(leaves) != block - 1:
-        raise AuditError(
-            f"Audit log leaves {size - block} to {size - 2} are incomplete: "
-            f"found {len(leaves)} of {block - 1}."
-        )
+    end = first + len(leaves)
+    made: dict[tuple[int, int], bytes] = {}
+    nodes: list[Node] = []
+    for size in range((first // block + 1) * block, end + 1, block):
+        start = size - block
+        if start >= first:
+            block_leaves = leaves[start - first : size - first]
+        else:
+            before = stored_leaves(start, first)
+            if len(before) != first - start:
+                raise AuditError(
+                    f"Audit log leaves {start} to {first - 1} are incomplete: "
+                    f"found {len(before)} of {first - start}."
+                )
+            block_leaves = [*before, *leaves[: size - first]]
 
-    value = root_from_leaf_hashes([*leaves, last_leaf])
-    new: list[dict[str, Any]] = [
-        {"level": NODE_LEVEL, "idx": (size >> NODE_LEVEL) - 1, "hash": value}
-    ]
-    level = NODE_LEVEL + 1
-    while size % (1 << level) == 0:
-        right_index = (size >> (level - 1)) - 1
-        left = conn.execute(
-            select(audit_tree_nodes.c.hash).where(
-                audit_tree_nodes.c.level == level - 1,
-                audit_tree_nodes.c.idx == right_index - 1,
-            )
-        ).scalar()
-        if left is None:
-            raise AuditError(
-                f"Audit tree node at level {level - 1}, index {right_index - 1} "
-                "is missing; run 'agentiam audit verify'."
-            )
-        value = node_hash(bytes(left), value)
-        new.append({"level": level, "idx": (size >> level) - 1, "hash": value})
-        level += 1
-    conn.execute(insert(audit_tree_nodes), new)
-    return [(row["level"], row["idx"], row["hash"]) for row in new]
+        level, value = NODE_LEVEL, root_from_leaf_hashes(block_leaves)
+        while True:
+            key = (level, (size >> level) - 1)
+            made[key] = value
+            nodes.append((*key, value))
+            level += 1
+            if size % (1 << level):
+                break
+            left_key = (level - 1, (size >> (level - 1)) - 2)
+            left = made.get(left_key) or stored_node(*left_key)
+            if left is None:
+                raise AuditError(
+                    f"Audit tree node at level {left_key[0]}, index {left_key[1]} "
+                    "is missing; run 'agentiam audit verify'."
+                )
+            value = node_hash(left, value)
+    return nodes
 
 
 def nodes_for_leaves(leaves: Iterable[bytes]) -> Iterable[dict[str, Any]]:

@@ -10,7 +10,10 @@ recomputed from the leaves at its size.  Memory use is O(log n) for the roots pl
 the sorted list of head sizes.
 
 ``verify_export`` runs the same checks over a file written by ``agentiam audit
-export``, so an auditor needs only the file and the server's public keys.
+export``, so an auditor needs only the file and the server's public keys.  It
+reads the lines once, as they come.  The tree heads follow the events in an
+export, so it keeps every leaf hash (32 bytes an event, 32 MB for a million) and
+the subtree roots above ``NODE_LEVEL`` to compute each head's root at the end.
 
 Both take ``trusted_heads``: tree heads the auditor kept from earlier, outside the
 log.  A log that was cut back or rewritten and then re-signed passes its own heads,
@@ -22,13 +25,16 @@ size must equal its root; otherwise the problem is "log rolled back".
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from hashlib import sha256 as _sha256
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from agentiam import strict_json
 from agentiam.audit.chain import (
     GENESIS_CHAIN_HASH,
     b64url,
@@ -38,8 +44,16 @@ from agentiam.audit.chain import (
 from agentiam.audit.errors import AuditError, AuditEventError, ProofError, TreeHeadError
 from agentiam.audit.events import AuditEvent
 from agentiam.audit.log import tree_head_from_row
-from agentiam.audit.merkle import CompactRange, leaf_hash
+from agentiam.audit.merkle import (
+    HASH_SIZE,
+    CompactRange,
+    empty_root,
+    leaf_hash,
+    node_hash,
+    root_from_leaf_hashes,
+)
 from agentiam.audit.tables import audit_events, tree_heads
+from agentiam.audit.tree import NODE_LEVEL, perfect_pieces
 from agentiam.audit.tree_head import TreeHead, verify_tree_head
 from agentiam.jose import KeyLookup
 
@@ -112,8 +126,6 @@ def _check_columns(row: Any, event: AuditEvent) -> str | None:
 
 def _check_event(row: Any, previous_chain: bytes) -> str | None:
     """Return what is wrong with one row, or ``None``."""
-    if isinstance(row, _ExportRow):
-        return _check_export_event(row, previous_chain)
     canonical = bytes(row.canonical)
     leaf = leaf_hash(canonical)
     if bytes(row.leaf_hash) != leaf:
@@ -132,23 +144,6 @@ def _check_event(row: Any, previous_chain: bytes) -> str | None:
     column = _check_columns(row, event)
     if column is not None:
         return f"column {column!r} does not match the stored event (row edited)"
-    return None
-
-
-def _check_export_event(row: _ExportRow, previous_chain: bytes) -> str | None:
-    """Check an export row, whose event was decoded and encoded when it was read.
-
-    Its canonical bytes were made from the decoded event and its columns were
-    taken from it, so only the hashes are left to compare.
-    """
-    leaf = leaf_hash(row.canonical)
-    if row.leaf_hash != leaf:
-        return "the leaf hash does not match the stored event (event edited)"
-    if row.chain_hash != next_chain_hash(previous_chain, leaf):
-        return (
-            "the chain hash does not follow from the previous event "
-            "(event edited, inserted, deleted or reordered)"
-        )
     return None
 
 
@@ -191,19 +186,7 @@ def _verify_rows(
     report.tree_heads = len(heads)
     sizes = {head.size for head in heads} | {head.size for head in trusted_heads}
     roots = _scan_events(rows, report, sizes, progress)
-
-    for number, head in enumerate(heads, start=1):
-        problem = _check_head(head, roots, report.events, keys, issuer)
-        if problem is not None:
-            report.problems.append(
-                Problem(f"tree head {number} (size {head.size})", problem)
-            )
-    for number, head in enumerate(trusted_heads, start=1):
-        problem = _check_trusted_head(head, roots, report.events)
-        if problem is not None:
-            report.problems.append(
-                Problem(f"trusted tree head {number} (size {head.size})", problem)
-            )
+    _check_heads(report, heads, roots, keys, issuer, trusted_heads)
     return report
 
 
@@ -313,24 +296,118 @@ def load_trusted_head(text: str, keys: KeyLookup, *, issuer: str | None) -> Tree
     return verify_tree_head(text, keys, issuer=issuer)
 
 
-@dataclass(frozen=True, slots=True)
-class _ExportRow:
-    """An event line of an export, with the columns ``_check_event`` compares.
+# An event line as ``agentiam audit export`` writes it when the event's JSON is
+# its canonical bytes (see ``queries.event_to_json``).  The line is this prefix,
+# the event's bytes and the closing brace, so the bytes can be hashed as they are.
+_CANONICAL_EVENT_LINE: Final = re.compile(
+    r'\{"kind":"event","seq":(0|[1-9][0-9]{0,17}),'
+    r'"leaf_hash":"([A-Za-z0-9_-]{43})","chain_hash":"([A-Za-z0-9_-]{43})",'
+    r'"event":'
+)
 
-    An export has no separate columns, so they are taken from the event itself.
+
+@dataclass(slots=True)
+class _ExportScan:
+    """The state of one pass over an export: the chain, the tree and the heads.
+
+    The compact stack contains the roots of the perfect subtrees over the leaves
+    read so far, largest first (see ``merkle.CompactRange``).  A head can come
+    after the events it covers, so every leaf hash (32 bytes an event) and every
+    subtree root of ``NODE_LEVEL`` and above are kept to compute a root at any
+    size afterwards without a second pass.
     """
 
-    seq: int
-    leaf_hash: bytes
-    chain_hash: bytes
-    canonical: bytes
-    time: float | None
-    type: str
-    decision: str
-    human: str | None
-    grant_id: str | None
-    agent: str | None
-    task_id: str | None
+    report: VerifyReport
+    sizes: set[int]
+    progress: Callable[[int], None] | None
+    chain: bytes = GENESIS_CHAIN_HASH
+    stack: list[bytes] = field(default_factory=list)
+    leaves: bytearray = field(default_factory=bytearray)
+    levels: list[bytearray] = field(default_factory=list)
+    roots: dict[int, bytes] = field(default_factory=dict)
+    heads: list[TreeHead] = field(default_factory=list)
+    broken: bool = False
+
+    def fail(self, position: int, message: str) -> None:
+        self.report.problems.append(Problem(f"position {position}", message))
+        self.broken = True
+
+    def add(
+        self, seq: int, leaf: bytes, chain_text: str, leaf_text: str | None
+    ) -> None:
+        """Check one event's hashes, given its leaf hash, and add it to the tree.
+
+        ``leaf_text`` is the line's leaf hash, or ``None`` when the caller has
+        already compared it with ``leaf``.
+        """
+        position = self.report.events
+        if seq != position:
+            self.fail(
+                position,
+                f"expected seq {position}, found seq {seq} (events deleted)",
+            )
+            return
+        if leaf_text is not None and b64url(leaf) != leaf_text:
+            self.fail(
+                position,
+                "the leaf hash does not match the stored event (event edited)",
+            )
+            return
+        chain = _sha256(self.chain + leaf).digest()
+        if b64url(chain) != chain_text:
+            self.fail(
+                position,
+                "the chain hash does not follow from the previous event "
+                "(event edited, inserted, deleted or reordered)",
+            )
+            return
+        self.chain = chain
+        self.leaves += leaf
+        self._push(position, leaf)
+        size = position + 1
+        self.report.events = size
+        if size in self.sizes:
+            self.roots[size] = self._stack_root()
+        if self.progress is not None and size % _BATCH == 0:
+            self.progress(size)
+
+    def _push(self, index: int, value: bytes) -> None:
+        # Each trailing one bit of the index is a left sibling waiting on the stack.
+        level = 0
+        stack = self.stack
+        while index & 1:
+            value = _sha256(b"\x01" + stack.pop() + value).digest()
+            index >>= 1
+            level += 1
+            if level >= NODE_LEVEL:
+                while len(self.levels) <= level - NODE_LEVEL:
+                    self.levels.append(bytearray())
+                self.levels[level - NODE_LEVEL] += value
+        stack.append(value)
+
+    def _stack_root(self) -> bytes:
+        stack = self.stack
+        result = stack[-1]
+        for value in reversed(stack[:-1]):
+            result = node_hash(value, result)
+        return result
+
+    def root_at(self, size: int) -> bytes:
+        """Return the root of the first ``size`` verified leaves (``size >= 1``)."""
+        pieces = [self._piece(level, low) for level, low in perfect_pieces(0, size)]
+        result = pieces[-1]
+        for value in reversed(pieces[:-1]):
+            result = node_hash(value, result)
+        return result
+
+    def _piece(self, level: int, low: int) -> bytes:
+        if level >= NODE_LEVEL:
+            offset = (low >> level) * HASH_SIZE
+            return bytes(self.levels[level - NODE_LEVEL][offset : offset + HASH_SIZE])
+        data = bytes(self.leaves[low * HASH_SIZE : (low + (1 << level)) * HASH_SIZE])
+        return root_from_leaf_hashes(
+            [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+        )
 
 
 def verify_export(
@@ -343,54 +420,135 @@ def verify_export(
 ) -> VerifyReport:
     """Verify a JSON-lines export like ``verify_log`` verifies the database.
 
+    The lines are read once, as they come.  An event line in the canonical
+    layout (``_CANONICAL_EVENT_LINE``) has its event bytes hashed exactly as they
+    stand in the file; those same bytes are then parsed and checked as an event,
+    so what is hashed is what is checked.  Any other event line (an export whose
+    event JSON is not in canonical form) is parsed strictly, and its event is
+    encoded canonically again before hashing.
+
     Raises:
         AuditError: a line is not valid JSON of the export format (the position
             is named), so the file cannot be checked at all.
     """
-    rows: list[_ExportRow] = []
-    heads: list[TreeHead] = []
+    report = VerifyReport()
+    sizes = {head.size for head in trusted_heads}
+    scan = _ExportScan(report, sizes, progress)
+    seen = False
     for number, line in enumerate(lines, start=1):
+        if number == 1:
+            _read_header(line)
+            continue
+        match = _CANONICAL_EVENT_LINE.match(line)
+        if match is not None and _read_canonical_event(number, line, match, scan):
+            seen = True
+            continue
         if line.strip():
-            _read_line(number, line, rows, heads)
-    if not rows and not heads:
+            _read_line(number, line, scan)
+            seen = True
+    if not seen:
         raise AuditError("The export is empty; expected a header line first.")
-    return _verify_rows(rows, heads, keys, issuer, progress, trusted_heads)
+
+    report.tree_heads = len(scan.heads)
+    roots = scan.roots
+    for head in (*scan.heads, *trusted_heads):
+        if head.size not in roots and 1 <= head.size <= report.events:
+            roots[head.size] = scan.root_at(head.size)
+    if 0 in {head.size for head in (*scan.heads, *trusted_heads)}:
+        roots[0] = empty_root()
+    _check_heads(report, scan.heads, roots, keys, issuer, trusted_heads)
+    return report
 
 
-def _read_line(
-    number: int, line: str, rows: list[_ExportRow], heads: list[TreeHead]
-) -> None:
+def _read_header(line: str) -> None:
     try:
         data = json.loads(line)
+        if (
+            not isinstance(data, dict)
+            or data.get("kind") != "header"
+            or data.get("version") != 1
+        ):
+            raise ValueError(f"expected an export header of version 1: {line!r}")
+    except (ValueError, TypeError) as err:
+        raise AuditError(f"Export line 1 is invalid: {err}") from err
+
+
+def _read_canonical_event(
+    number: int, line: str, match: re.Match[str], scan: _ExportScan
+) -> bool:
+    """Check an event line in the canonical layout; ``False`` if it is not one.
+
+    The event bytes are hashed first: when they match the line's leaf hash they
+    are the bytes the server hashed, and they are parsed and checked as an event.
+    When they do not, the line is left to the strict parser, which re-encodes the
+    event, so an export written with other JSON formatting still verifies.
+    """
+    end = len(line) - 1 if line.endswith("}\n") else len(line)
+    if line[end - 1] != "}":
+        return False
+    text = line[match.end() : end - 1]
+    leaf = _sha256(b"\x00" + text.encode("utf-8")).digest()
+    seq, leaf_text, chain_text = match.groups()
+    if scan.broken or b64url(leaf) != leaf_text:
+        return False
+    try:
+        AuditEvent.from_dict(json.loads(text))
+    except (ValueError, TypeError, AuditEventError) as err:
+        raise AuditError(f"Export line {number} is invalid: {err}") from err
+    scan.add(int(seq), leaf, chain_text, None)
+    return True
+
+
+def _read_line(number: int, line: str, scan: _ExportScan) -> None:
+    try:
+        data = strict_json.loads(line, what="export line")
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
         kind = data["kind"]
-        if number == 1:
-            if kind != "header" or data.get("version") != 1:
-                raise ValueError(f"expected an export header of version 1: {line!r}")
-        elif kind == "event":
-            rows.append(_export_row(data))
+        if kind == "event":
+            seq, leaf_text, chain_text, canonical = _export_event(data)
+            if not scan.broken:
+                scan.add(seq, leaf_hash(canonical), chain_text, leaf_text)
         elif kind == "tree_head":
-            heads.append(_export_head(data))
+            scan.heads.append(_export_head(data))
         else:
             raise ValueError(f"unknown kind {kind!r}")
     except (ValueError, KeyError, TypeError, ProofError, AuditEventError) as err:
         raise AuditError(f"Export line {number} is invalid: {err}") from err
 
 
-def _export_row(data: dict[str, Any]) -> _ExportRow:
+def _export_event(data: dict[str, Any]) -> tuple[int, str, str, bytes]:
     event = AuditEvent.from_dict(data["event"])
-    return _ExportRow(
-        seq=int(data["seq"]),
-        leaf_hash=hash_from_b64url(data["leaf_hash"], name="leaf_hash"),
-        chain_hash=hash_from_b64url(data["chain_hash"], name="chain_hash"),
-        canonical=event.canonical(),
-        time=event.time,
-        type=event.type,
-        decision=event.decision,
-        human=event.human,
-        grant_id=event.grant_id,
-        agent=event.actors[0] if event.actors else None,
-        task_id=event.task_id,
-    )
+    seq = data["seq"]
+    if type(seq) is not int:
+        raise ValueError(f"seq {seq!r} is not an integer")
+    # Decoding checks the form of each hash; the scan compares the text.
+    leaf_text, chain_text = data["leaf_hash"], data["chain_hash"]
+    hash_from_b64url(leaf_text, name="leaf_hash")
+    hash_from_b64url(chain_text, name="chain_hash")
+    return seq, leaf_text, chain_text, event.canonical()
+
+
+def _check_heads(
+    report: VerifyReport,
+    heads: Sequence[TreeHead],
+    roots: dict[int, bytes],
+    keys: KeyLookup,
+    issuer: str | None,
+    trusted_heads: Sequence[TreeHead],
+) -> None:
+    for number, head in enumerate(heads, start=1):
+        problem = _check_head(head, roots, report.events, keys, issuer)
+        if problem is not None:
+            report.problems.append(
+                Problem(f"tree head {number} (size {head.size})", problem)
+            )
+    for number, head in enumerate(trusted_heads, start=1):
+        problem = _check_trusted_head(head, roots, report.events)
+        if problem is not None:
+            report.problems.append(
+                Problem(f"trusted tree head {number} (size {head.size})", problem)
+            )
 
 
 def _export_head(data: dict[str, Any]) -> TreeHead:

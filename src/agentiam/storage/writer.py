@@ -173,16 +173,24 @@ class GroupCommitWriter:
         batch = [first]
         deadline = time.monotonic() + self.batch_wait
 
+        # The queue is drained with get_nowait and a short sleep in between, never
+        # with SimpleQueue.get(timeout=...): in CPython 3.11 that call can block
+        # forever when it takes the queue's lock with the queue empty after its
+        # deadline has passed (it then waits with a negative timeout).  Under load
+        # that happens, and with every caller waiting on this batch nothing would
+        # ever wake the writer.
+        waited = False
         while len(batch) < self.batch_max:
-            remaining = min(deadline - time.monotonic(), self.batch_gap)
             try:
-                item = (
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else (self._queue.get_nowait())
-                )
+                item = self._queue.get_nowait()
             except queue.Empty:
-                break
+                remaining = min(deadline - time.monotonic(), self.batch_gap)
+                if waited or remaining <= 0:
+                    break
+                time.sleep(remaining)
+                waited = True
+                continue
+            waited = False
             if item is _STOP:
                 return batch, True
             assert isinstance(item, _Unit)

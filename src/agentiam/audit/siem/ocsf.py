@@ -9,7 +9,12 @@ event type                  class (class_uid, category_uid)   activity (activity
 session.created             Authentication (3002, 3)          Logon (1)
 session.refused             Authentication (3002, 3)          Logon (1)
 agent.attested              Authentication (3002, 3)          Logon (1)
+agent.attest_refused        Authentication (3002, 3)          Logon (1)
+agent.renewed               Authentication (3002, 3)          Logon (1)
+agent.renew_refused         Authentication (3002, 3)          Logon (1)
 agent.spawned               Authentication (3002, 3)          Logon (1)
+agent.spawn_refused         Authentication (3002, 3)          Logon (1)
+session.revoked             Authentication (3002, 3)          Logoff (2)
 grant.approved              Authorize Session (3003, 3)       Assign Privileges (1)
 approval.denied             Authorize Session (3003, 3)       Assign Privileges (1)
 token.issued                Authorize Session (3003, 3)       Assign Privileges (1)
@@ -17,6 +22,7 @@ token.exchanged             Authorize Session (3003, 3)       Assign Privileges 
 token.exchange_refused      Authorize Session (3003, 3)       Assign Privileges (1)
 approval.requested          Authorize Session (3003, 3)       Other (99)
 grant.revoked               Authorize Session (3003, 3)       Other (99)
+instance.revoked            Authorize Session (3003, 3)       Other (99)
 task.opened, task.closed    Authorize Session (3003, 3)       Other (99)
 token.introspected          Authorize Session (3003, 3)       Other (99)
 token.revoked               Authorize Session (3003, 3)       Other (99)
@@ -88,7 +94,7 @@ AUTHORIZE_SESSION: Final = OCSFClass(
 API_ACTIVITY: Final = OCSFClass(6003, "API Activity", 6, "Application Activity")
 
 _ACTIVITY_NAMES: Final[Mapping[int, Mapping[int, str]]] = {
-    AUTHENTICATION.class_uid: {1: "Logon", ACTIVITY_OTHER: "Other"},
+    AUTHENTICATION.class_uid: {1: "Logon", 2: "Logoff", ACTIVITY_OTHER: "Other"},
     AUTHORIZE_SESSION.class_uid: {1: "Assign Privileges", ACTIVITY_OTHER: "Other"},
     API_ACTIVITY.class_uid: {
         1: "Create",
@@ -106,7 +112,12 @@ EVENT_CLASSES: Final[Mapping[str, tuple[OCSFClass, int]]] = {
     "session.created": (AUTHENTICATION, 1),
     "session.refused": (AUTHENTICATION, 1),
     "agent.attested": (AUTHENTICATION, 1),
+    "agent.attest_refused": (AUTHENTICATION, 1),
+    "agent.renewed": (AUTHENTICATION, 1),
+    "agent.renew_refused": (AUTHENTICATION, 1),
     "agent.spawned": (AUTHENTICATION, 1),
+    "agent.spawn_refused": (AUTHENTICATION, 1),
+    "session.revoked": (AUTHENTICATION, 2),
     "grant.approved": (AUTHORIZE_SESSION, 1),
     "approval.denied": (AUTHORIZE_SESSION, 1),
     "token.issued": (AUTHORIZE_SESSION, 1),
@@ -114,6 +125,7 @@ EVENT_CLASSES: Final[Mapping[str, tuple[OCSFClass, int]]] = {
     "token.exchange_refused": (AUTHORIZE_SESSION, 1),
     "approval.requested": (AUTHORIZE_SESSION, ACTIVITY_OTHER),
     "grant.revoked": (AUTHORIZE_SESSION, ACTIVITY_OTHER),
+    "instance.revoked": (AUTHORIZE_SESSION, ACTIVITY_OTHER),
     "task.opened": (AUTHORIZE_SESSION, ACTIVITY_OTHER),
     "task.closed": (AUTHORIZE_SESSION, ACTIVITY_OTHER),
     "token.introspected": (AUTHORIZE_SESSION, ACTIVITY_OTHER),
