@@ -29,7 +29,8 @@ audit_events = Table(
     Column("decision", String(8), nullable=False),
     Column("human", String(256), nullable=True),
     Column("grant_id", String(256), nullable=True),
-    # The acting instance (first actor) and the task acted in, for queries.
+    # The acting instance (first actor) and the task acted in. Queries use the
+    # index tables below, so these two columns have no index of their own.
     Column("agent", String(512), nullable=True),
     Column("task_id", String(256), nullable=True),
     # SHA-256(0x00 || canonical) and SHA-256(previous chain_hash || leaf_hash).
@@ -42,8 +43,6 @@ audit_events = Table(
 Index("ix_audit_events_time", audit_events.c.time)
 Index("ix_audit_events_human", audit_events.c.human)
 Index("ix_audit_events_grant_id", audit_events.c.grant_id)
-Index("ix_audit_events_agent", audit_events.c.agent)
-Index("ix_audit_events_task_id", audit_events.c.task_id)
 
 # One row per (event, task on its task path), so the events of a task subtree are
 # the rows whose task_id is the subtree's root.

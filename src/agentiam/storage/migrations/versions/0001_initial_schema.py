@@ -65,10 +65,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_events")),
     )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
-        batch_op.create_index("ix_audit_events_agent", ["agent"], unique=False)
         batch_op.create_index("ix_audit_events_grant_id", ["grant_id"], unique=False)
         batch_op.create_index("ix_audit_events_human", ["human"], unique=False)
-        batch_op.create_index("ix_audit_events_task_id", ["task_id"], unique=False)
         batch_op.create_index("ix_audit_events_time", ["time"], unique=False)
 
     op.create_table(
@@ -356,10 +354,8 @@ def downgrade() -> None:
     op.drop_table("audit_hmac_keys")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_events_time")
-        batch_op.drop_index("ix_audit_events_task_id")
         batch_op.drop_index("ix_audit_events_human")
         batch_op.drop_index("ix_audit_events_grant_id")
-        batch_op.drop_index("ix_audit_events_agent")
 
     op.drop_table("audit_events")
     with op.batch_alter_table("audit_event_tasks", schema=None) as batch_op:
