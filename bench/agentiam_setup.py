@@ -50,6 +50,8 @@ class Deployment:
     env: dict[str, str]
     client_id: str
     client_secret: str
+    # The server's process id, for its CPU time, or None when it is not known.
+    pid: int | None = None
 
 
 def cli(args: list[str], env: dict[str, str]) -> Any:
@@ -124,13 +126,14 @@ def deployed(work_dir: Path) -> Iterator[Deployment]:
         log_path=work_dir / "agentiam-serve.log",
         cwd=REPO_DIR,
         env=env,
-    ):
+    ) as process:
         yield Deployment(
             data_dir=data_dir,
             issuer=issuer,
             env=env,
             client_id=client["client_id"],
             client_secret=client["client_secret"],
+            pid=process.pid,
         )
 
 

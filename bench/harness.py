@@ -86,6 +86,18 @@ def running(
             stop(process)
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """Return the user plus system CPU time of ``pid`` so far, or None off Linux."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name in parentheses may contain spaces, so split after it.
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
 def stop(process: subprocess.Popen[Any]) -> None:
     if process.poll() is not None:
         return

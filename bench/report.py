@@ -42,6 +42,7 @@ def load_summary(rounds: list[dict[str, Any]]) -> dict[str, Any] | None:
         "latency_p50_ms": spread(rounds, "latency_p50_ms"),
         "latency_p99_ms": spread(rounds, "latency_p99_ms"),
         "failed_requests": failed_requests(rounds),
+        "server_cpu_ms_per_ok": spread(rounds, "server_cpu_ms_per_ok"),
         "ran_out_of_requests": any(r.get("ran_out_of_requests") for r in rounds)
         if rounds[0].get("mode") == "closed"
         else False,
@@ -208,14 +209,32 @@ def token_endpoint_lines(results: dict[str, Any]) -> list[str]:
         if rates["agentiam"]
         else "agentiam not measured."
     )
-    return [
+    summary = results["summary"]
+    cpu = [
+        f"- {label}: {fmt_spread(summary[name].get('server_cpu_ms_per_ok'), 'ms', 2)}"
+        for name, label in (
+            ("agentiam_exchange_closed", "closed loop"),
+            ("agentiam_exchange_open", "open loop at half of peak"),
+        )
+        if summary[name] is not None
+    ]
+    lines = [
         "## Token endpoints",
         "",
-        *load_rows(results["summary"]),
+        *load_rows(summary),
         "",
         f"Open-loop target rates: peer {rates['peer']:,.0f} req/s, {agentiam_rate}",
         "",
     ]
+    if cpu:
+        lines += [
+            "agentiam server CPU time (user and system, all threads) per "
+            "successful exchange:",
+            "",
+            *cpu,
+            "",
+        ]
+    return lines
 
 
 def middleware_lines(results: dict[str, Any]) -> list[str]:

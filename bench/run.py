@@ -188,14 +188,24 @@ class AgentiamSide:
         plan = self.fresh_plan()
         if plan is None:
             return None
+        pid = self.deployment.pid
+        cpu_before = harness.process_cpu_seconds(pid) if pid else None
         try:
-            return recorder.load(name, plan, rate=rate)
+            result = recorder.load(name, plan, rate=rate)
         except (RuntimeError, subprocess.TimeoutExpired) as error:
             logger.warning(
                 "agentiam %s failed, measuring the peer only: %s", name, error
             )
             self.fail(f"{name} failed: {error}")
             return None
+        cpu_after = harness.process_cpu_seconds(pid) if pid else None
+        if cpu_before is not None and cpu_after is not None and result["ok"]:
+            # Server CPU time per successful exchange, on all its threads. It
+            # depends less on what else runs on the machine than the rate does.
+            result["server_cpu_ms_per_ok"] = (
+                (cpu_after - cpu_before) * 1000 / result["ok"]
+            )
+        return result
 
     def fail(self, reason: str) -> None:
         self.deployment = None

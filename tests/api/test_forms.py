@@ -99,3 +99,32 @@ def test_endpoint_limit_while_streaming(client):
     response = client.post("/echo", content=chunks(), headers={"content-type": FORM})
     assert response.status_code == 400
     assert "exceeds 64 bytes" in response.json()["error_description"]
+
+
+def test_repeatable_parameter_keeps_every_value():
+    form = parse_form_body(
+        b"audience=a&scope=s&audience=b", repeatable=frozenset({"audience"})
+    )
+
+    assert form.get_all("audience") == ("a", "b")
+    assert form["audience"] == "a b"
+    assert form.get_all("scope") == ("s",)
+    assert form.get_all("resource") == ()
+
+
+def test_repeatable_leaves_other_repeats_rejected():
+    with pytest.raises(InvalidRequestError) as info:
+        parse_form_body(
+            b"audience=a&scope=x&scope=y", repeatable=frozenset({"audience"})
+        )
+
+    assert "The parameter 'scope' is repeated." in str(info.value)
+
+
+def test_repeated_parameter_name_cut():
+    name = "n" * 100
+
+    with pytest.raises(InvalidRequestError) as info:
+        parse_form_body(f"{name}=1&{name}=2".encode())
+
+    assert f"The parameter '{'n' * 64}' is repeated." in str(info.value)

@@ -45,6 +45,8 @@ class FakeServer:
         self.key = SigningKey.generate("ES256", kid="k1")
         self.replay = ReplayCache(1000)
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        # Every (name, value) pair of each form body, repeats kept, by path.
+        self.form_pairs: list[tuple[str, list[tuple[str, str]]]] = []
         self.poll_answers: list[str] = []
         self.exchange_error: str | None = None
         self.svid_ttl = 300
@@ -78,6 +80,10 @@ class FakeServer:
         body = self._body(request)
         path = request.url.path
         self.requests.append((path, body, dict(request.headers)))
+        if request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            self.form_pairs.append((path, parse_qsl(request.content.decode())))
 
         authorization = request.headers.get("authorization")
         token = authorization.split(" ", 1)[1] if authorization else None

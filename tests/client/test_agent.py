@@ -173,6 +173,45 @@ async def test_exchange_sends_actor_token(http, clock, server) -> None:
     assert token.unverified_claims["cnf"]["jkt"] == child.key.thumbprint()
 
 
+API_2 = "https://api2.test"
+
+
+async def test_request_approval_repeats_audience(http, clock, server) -> None:
+    agent = await attest(http, clock)
+    await agent.request_approval(
+        login_hint="alice",
+        scope="tickets",
+        audience=["https://api.test", API_2],
+        binding_message="T-1",
+    )
+
+    path, pairs = server.form_pairs[0]
+    assert path == "/bc-authorize"
+    assert [value for name, value in pairs if name == "audience"] == [
+        "https://api.test",
+        API_2,
+    ]
+
+
+async def test_exchange_repeats_audience(http, clock, server) -> None:
+    agent = await attest(http, clock)
+    parent = await agent.request_approval(
+        login_hint="alice",
+        scope="tickets",
+        audience=["https://api.test"],
+        binding_message="T-1",
+    )
+    child = await agent.spawn("refund-worker", parent)
+    await child.exchange(parent, audience=["https://api.test", API_2])
+
+    path, pairs = server.form_pairs[-1]
+    assert path == "/token"
+    assert [value for name, value in pairs if name == "audience"] == [
+        "https://api.test",
+        API_2,
+    ]
+
+
 async def test_spawn_binds_child_key(http, clock, server) -> None:
     agent = await attest(http, clock)
     parent = await agent.request_approval(

@@ -129,7 +129,12 @@ class World:
         return self.ctx.writer.run_sync(work)
 
     def agent(
-        self, agent_class: str, *, parent: str | None = None, name: str | None = None
+        self,
+        agent_class: str,
+        *,
+        parent: str | None = None,
+        name: str | None = None,
+        ancestors: list[str] | None = None,
     ) -> Agent:
         """Make an instance of a class with a fresh key and an SVID."""
         key = SigningKey.generate("ES256")
@@ -147,6 +152,9 @@ class World:
         }
         if parent is not None:
             claims["parent"] = parent
+            claims["ancestors"] = [parent] if ancestors is None else ancestors
+        elif ancestors is not None:
+            claims["ancestors"] = ancestors
         svid = sign_jws(claims, self.keyring.key, typ="JWT")
         return Agent(spiffe_id, key, svid)
 
@@ -182,10 +190,10 @@ class World:
         actor: Agent | None,
         *,
         proof_key: SigningKey | None = None,
-        **params: str,
+        **params: str | list[str],
     ) -> dict[str, Any]:
-        """Run the exchange handler as POST /token would."""
-        form: dict[str, str] = {
+        """Run the exchange handler as POST /token would; a list value repeats."""
+        form: dict[str, str | list[str]] = {
             "grant_type": TOKEN_EXCHANGE,
             "subject_token": subject_token,
             "subject_token_type": ACCESS_TOKEN_TYPE,

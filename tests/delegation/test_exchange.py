@@ -161,7 +161,11 @@ def test_exchange_rejects_depth_over_limit(world: World) -> None:
     subject = world.root_token()
     child = world.agent(ORCHESTRATOR, parent=world.orchestrator.spiffe_id)
     second = world.exchange(subject, child, scope="refunds")["access_token"]
-    grandchild = world.agent(WORKER, parent=child.spiffe_id)
+    grandchild = world.agent(
+        WORKER,
+        parent=child.spiffe_id,
+        ancestors=[world.orchestrator.spiffe_id, child.spiffe_id],
+    )
 
     err = _error(world, second, grandchild, scope="refunds")
 

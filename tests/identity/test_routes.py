@@ -12,6 +12,8 @@ import pytest
 
 from agentiam.api.app import create_app
 from agentiam.api.context import ServerContext
+from agentiam.client.tokens import decode_unverified_claims
+from agentiam.delegation.grants import Grant, GrantStore
 from agentiam.identity.classes import AgentClass, AgentClassStore
 from agentiam.identity.passwords import hash_password
 from agentiam.identity.users import UserStore
@@ -20,6 +22,8 @@ from agentiam.tokens import AccessTokenClaims, Actor, GrantRef, TaskRef
 
 PASSWORD = "correct horse battery staple"
 AUDIENCE = "https://support.example/api"
+# The grants the seed adds, by id, with their max_depth.
+GRANT_DEPTHS = {"grant-1": 2, "grant-shallow": 1, "grant-deep": 5}
 
 pytestmark = pytest.mark.anyio
 
@@ -46,11 +50,26 @@ async def client(ctx: ServerContext) -> AsyncIterator[httpx.AsyncClient]:
                 scopes=frozenset({"tickets"}),
                 audiences=frozenset({AUDIENCE}),
                 may_spawn=frozenset(may_spawn),
-                max_depth=2,
+                max_depth=3,
                 default_ttl=300,
                 max_ttl=600,
             )
             classes.add_in(conn, agent_class, now=1.0)
+        for grant_id, max_depth in GRANT_DEPTHS.items():
+            grant = Grant(
+                id=grant_id,
+                user_id=admin.id,
+                agent_class="orchestrator",
+                scopes=("tickets",),
+                audiences=(AUDIENCE,),
+                authorization_details=(),
+                max_depth=max_depth,
+                expires_at=time.time() + 3600,
+                receipt="receipt",
+                receipt_hash=grant_id.ljust(43, "r"),
+                created_at=1.0,
+            )
+            GrantStore(ctx.engine).insert_in(conn, grant)
 
     await ctx.writer.submit(seed)
     transport = httpx.ASGITransport(app=create_app(ctx))
@@ -103,8 +122,21 @@ async def attest(
     return str(response.json()["spiffe_id"])
 
 
-def delegated_token(ctx: ServerContext, spiffe_id: str, key: SigningKey) -> str:
+def delegated_token(
+    ctx: ServerContext,
+    spiffe_id: str,
+    key: SigningKey,
+    *,
+    above: tuple[str, ...] = (),
+    grant_id: str = "grant-1",
+) -> str:
+    """Sign an access token for ``spiffe_id``, acting below ``above`` (root last)."""
     now = time.time()
+    # The acting instance is the outer act, the root the innermost.
+    chain = (spiffe_id, *above)
+    act = Actor(sub=chain[-1])
+    for sub in reversed(chain[:-1]):
+        act = Actor(sub=sub, act=act)
     claims = AccessTokenClaims(
         iss=ctx.settings.issuer,
         aud=(AUDIENCE,),
@@ -115,10 +147,10 @@ def delegated_token(ctx: ServerContext, spiffe_id: str, key: SigningKey) -> str:
         sub="usr_someone",
         client_id=spiffe_id,
         scope="tickets",
-        depth=1,
-        grant=GrantRef(id="grant-1", receipt_hash="r" * 43),
+        depth=len(chain),
+        grant=GrantRef(id=grant_id, receipt_hash=grant_id.ljust(43, "r")),
         cnf_jkt=key.thumbprint(),
-        act=Actor(sub=spiffe_id),
+        act=act,
         task=TaskRef(id="task-1", path=("task-1",)),
     )
     return sign_jws(claims.to_dict(), ctx.keyring.active(), typ="at+jwt")
@@ -221,3 +253,78 @@ async def test_spawn_without_token(
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_token"
     assert "www-authenticate" in response.headers
+
+
+def _instance(ctx: ServerContext, agent_class: str) -> str:
+    return f"spiffe://{ctx.settings.trust_domain}/agent/{agent_class}/i-{secrets.token_hex(4)}"
+
+
+async def test_spawn_child_names_ancestors(
+    client: httpx.AsyncClient, ctx: ServerContext
+) -> None:
+    key = SigningKey.generate()
+    parent = await attest(client, ctx, key, "orchestrator")
+    root = _instance(ctx, "orchestrator")
+    token = delegated_token(ctx, parent, key, above=(root,), grant_id="grant-deep")
+
+    response = await spawn(client, ctx, key, token, "worker")
+
+    assert response.status_code == 201, response.text
+    claims = decode_unverified_claims(response.json()["svid"])
+    assert claims["parent"] == parent
+    assert claims["ancestors"] == [root, parent]
+
+
+@pytest.mark.parametrize(
+    ("grant_id", "above", "description"),
+    [
+        pytest.param(
+            "grant-shallow",
+            0,
+            "Access was denied. The delegation depth 2 exceeds the grant's maximum "
+            "of 1.",
+            id="grant",
+        ),
+        pytest.param(
+            "grant-deep",
+            2,
+            "Access was denied. The delegation depth 4 exceeds the maximum of 3 for "
+            "agent class 'orchestrator'.",
+            id="class",
+        ),
+    ],
+)
+async def test_spawn_rejects_depth_over_limit(
+    client: httpx.AsyncClient,
+    ctx: ServerContext,
+    grant_id: str,
+    above: int,
+    description: str,
+) -> None:
+    key = SigningKey.generate()
+    parent = await attest(client, ctx, key, "orchestrator")
+    chain = tuple(_instance(ctx, "orchestrator") for _ in range(above))
+    token = delegated_token(ctx, parent, key, above=chain, grant_id=grant_id)
+
+    response = await spawn(client, ctx, key, token, "worker")
+
+    assert response.status_code == 403
+    assert response.json() == {
+        "error": "access_denied",
+        "error_description": description,
+    }
+
+
+async def test_spawn_rejects_unknown_grant(
+    client: httpx.AsyncClient, ctx: ServerContext
+) -> None:
+    key = SigningKey.generate()
+    parent = await attest(client, ctx, key, "orchestrator")
+    token = delegated_token(ctx, parent, key, grant_id="grant-missing")
+
+    response = await spawn(client, ctx, key, token, "worker")
+
+    assert response.status_code == 401
+    assert response.json()["error_description"] == (
+        "The access token is invalid. The token's grant has expired or been revoked."
+    )

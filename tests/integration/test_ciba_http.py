@@ -110,8 +110,10 @@ def attest(base: str) -> tuple[SigningKey, str]:
     return key, str(response.json()["svid"])
 
 
-def bc_authorize(base: str, key: SigningKey, svid: str, **form: str) -> httpx.Response:
-    values = {
+def bc_authorize(
+    base: str, key: SigningKey, svid: str, **form: str | list[str]
+) -> httpx.Response:
+    values: dict[str, str | list[str]] = {
         "login_hint": "alice",
         "scope": "tickets refunds",
         "audience": API,
@@ -293,6 +295,37 @@ def test_bc_authorize_rejects(
     assert response.json()["error"] == error
     assert pending_ids(live_server) == []
     assert ("approval.requested", "deny") in audit_rows(server_ctx)
+
+
+def test_bc_authorize_accepts_repeated_audience(live_server: str, seeded: None) -> None:
+    key, svid = attest(live_server)
+
+    response = bc_authorize(live_server, key, svid, audience=[API, API], resource=API)
+
+    assert response.status_code == 200, response.text
+    assert len(pending_ids(live_server)) == 1
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({"audience": [API, "https://evil.example/api"]}, "invalid_target"),
+        ({"audience": [API, ""]}, "invalid_request"),
+        ({"resource": [API, f"{API}#x"]}, "invalid_target"),
+        ({"scope": ["tickets", "refunds"]}, "invalid_request"),
+    ],
+    ids=["one-wider", "one-empty", "fragment", "repeated-scope"],
+)
+def test_bc_authorize_checks_repeated_parameters(
+    live_server: str, seeded: None, form: dict[str, list[str]], error: str
+) -> None:
+    key, svid = attest(live_server)
+
+    response = bc_authorize(live_server, key, svid, **form)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == error
+    assert pending_ids(live_server) == []
 
 
 def test_bc_authorize_needs_svid(live_server: str, seeded: None) -> None:

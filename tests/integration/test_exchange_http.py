@@ -104,6 +104,7 @@ class Seeded:
                 "jti": secrets.token_urlsafe(12),
                 "cnf": {"jkt": key.thumbprint()},
                 "parent": self.orchestrator,
+                "ancestors": [self.orchestrator],
             },
             "JWT",
         )

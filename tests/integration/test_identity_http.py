@@ -13,6 +13,7 @@ import pytest
 
 from agentiam.api.context import ServerContext, close_context, open_context
 from agentiam.config import load_settings
+from agentiam.delegation.grants import Grant, GrantStore
 from agentiam.identity.classes import AgentClass, AgentClassStore
 from agentiam.identity.passwords import hash_password
 from agentiam.identity.users import UserStore
@@ -66,6 +67,21 @@ def seeded(server_ctx: ServerContext) -> dict[str, str]:
                 max_ttl=600,
             )
             classes.add_in(conn, agent_class, now=time.time())
+        # The grant the tokens of delegated_token name; spawn checks its max_depth.
+        grant = Grant(
+            id="grant-1",
+            user_id=admin.id,
+            agent_class="orchestrator",
+            scopes=("tickets",),
+            audiences=(AUDIENCE,),
+            authorization_details=(),
+            max_depth=2,
+            expires_at=time.time() + 3600,
+            receipt="receipt",
+            receipt_hash="r" * 43,
+            created_at=time.time(),
+        )
+        GrantStore(server_ctx.engine).insert_in(conn, grant)
         return admin.id
 
     return {"admin_id": server_ctx.writer.run_sync(seed)}

@@ -16,6 +16,7 @@ from agentiam.revocation.revocation_set import DROP_MARGIN
 from agentiam.revocation.tables import revocations
 from agentiam.storage.metadata import metadata
 from agentiam.storage.writer import GroupCommitWriter
+from agentiam.tokens import SVIDClaims
 
 NOW = 1_800_000_000.0
 WORKER = "spiffe://agentiam.local/agent/refund-worker/w-1"
@@ -114,6 +115,28 @@ def test_kills_svid_of_revoked_parent(
 ) -> None:
     revocation_set = RevocationSet(engine, clock=clock)
     svid = {"sub": WORKER, "parent": ORCHESTRATOR, "jti": "s-1"}
+
+    _revoke(writer, revocation_set, "instance", ORCHESTRATOR, NOW + 300)
+
+    assert revocation_set.kills(svid) == ORCHESTRATOR
+
+
+def test_kills_svid_of_revoked_ancestor(
+    engine: Engine, writer: GroupCommitWriter, clock: Clock
+) -> None:
+    revocation_set = RevocationSet(engine, clock=clock)
+    grandchild = "spiffe://agentiam.local/agent/refund-worker/w-2"
+    svid = SVIDClaims(
+        iss="http://127.0.0.1:8800",
+        aud=("http://127.0.0.1:8800",),
+        sub=grandchild,
+        iat=NOW,
+        exp=NOW + 300,
+        jti="s-2",
+        cnf_jkt="jkt",
+        parent=WORKER,
+        ancestors=(ORCHESTRATOR, WORKER),
+    )
 
     _revoke(writer, revocation_set, "instance", ORCHESTRATOR, NOW + 300)
 

@@ -17,6 +17,7 @@ from agentiam.storage.metadata import metadata
 from agentiam.storage.writer import GroupCommitWriter
 from agentiam.tasks import CLOSED, EXPIRED, OPEN, Task, TaskStore
 from agentiam.tasks.errors import TaskBoundsError, TaskNotOpenError
+from agentiam.tasks.store import new_task_id
 from agentiam.tasks.tables import tasks
 
 NOW = 1_800_000_000.0
@@ -162,3 +163,15 @@ def test_list_filters_by_status(tree: Tree) -> None:
     open_ids = [task.id for task in tree.store.list_tasks(status=OPEN, now=tree.now)]
 
     assert open_ids == [root.id]
+
+
+def test_new_task_id_from_random_bytes() -> None:
+    assert new_task_id(bytes(range(16))) == "tsk_000102030405060708090a0b0c0d0e0f"
+
+
+@pytest.mark.parametrize("size", [15, 17], ids=["short", "long"])
+def test_new_task_id_rejects_wrong_length(size: int) -> None:
+    with pytest.raises(
+        ValueError, match=f"Invalid random bytes for a task id: expected 16, got {size}"
+    ):
+        new_task_id(bytes(size))

@@ -55,6 +55,7 @@ SVID = {
     "jti": "svid-2",
     "cnf": {"jkt": "jkt-2"},
     "parent": B,
+    "ancestors": [B],
     "task": {"id": "t-2", "path": ["t-1", "t-2"]},
 }
 
@@ -139,6 +140,134 @@ def test_svid_parent_invalid() -> None:
         "Token claim 'parent': Invalid SPIFFE ID 'spiffe://A/x': "
         "trust domain must be lowercase"
     )
+
+
+C = "spiffe://agentiam.test/agent/orchestrator/i-0"
+
+
+def test_svid_ancestors_round_trip() -> None:
+    wire = {**SVID, "ancestors": [C, B]}
+
+    claims = SVIDClaims.from_dict(wire)
+
+    assert claims.ancestors == (C, B)
+    assert claims.to_dict() == wire
+
+
+def test_root_svid_has_no_ancestors() -> None:
+    root = {k: v for k, v in SVID.items() if k not in ("parent", "ancestors", "task")}
+
+    claims = SVIDClaims.from_dict(root)
+
+    assert claims.ancestors == ()
+    assert "ancestors" not in claims.to_dict()
+
+
+def test_child_svid_without_ancestors() -> None:
+    child = {k: v for k, v in SVID.items() if k != "ancestors"}
+
+    with pytest.raises(InvalidClaimError) as info:
+        SVIDClaims.from_dict(child)
+
+    assert info.value.claim == "ancestors"
+    assert str(info.value) == (
+        "Token claim 'ancestors' is missing from an SVID that names 'parent'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "claim", "message"),
+    [
+        pytest.param(
+            {"ancestors": []},
+            "ancestors",
+            "Token claim 'ancestors' must be a non-empty list",
+            id="empty",
+        ),
+        pytest.param(
+            {"ancestors": B},
+            "ancestors",
+            "Token claim 'ancestors' must be a non-empty list",
+            id="not-list",
+        ),
+        pytest.param(
+            {"ancestors": [7, B]},
+            "ancestors[0]",
+            "Token claim 'ancestors[0]' must be a string",
+            id="not-string",
+        ),
+        pytest.param(
+            {"ancestors": ["spiffe://agentiam.test/workload", B]},
+            "ancestors[0]",
+            "Token claim 'ancestors[0]': Invalid agent SPIFFE ID "
+            "'spiffe://agentiam.test/workload': path must be "
+            "'/agent/<class>/<instance>'",
+            id="not-agent",
+        ),
+        pytest.param(
+            {"ancestors": ["spiffe://other.test/agent/orchestrator/i-0", B]},
+            "ancestors[0]",
+            "Token claim 'ancestors[0]' 'spiffe://other.test/agent/orchestrator/i-0' "
+            "is not in the trust domain 'agentiam.test' of 'sub'",
+            id="foreign-domain",
+        ),
+        pytest.param(
+            {"ancestors": [A, B]},
+            "ancestors",
+            f"Token claim 'ancestors' names 'sub' '{A}'",
+            id="names-sub",
+        ),
+        pytest.param(
+            {"ancestors": [B, C, B]},
+            "ancestors",
+            f"Token claim 'ancestors' names '{B}' more than once",
+            id="repeated",
+        ),
+        pytest.param(
+            {"ancestors": [B, C]},
+            "ancestors",
+            f"Token claim 'ancestors' must end with 'parent' '{B}', got '{C}'",
+            id="not-parent",
+        ),
+        pytest.param(
+            {"ancestors": [C, B], "parent": None},
+            "ancestors",
+            "Token claim 'ancestors' is present without 'parent'",
+            id="no-parent",
+        ),
+        pytest.param(
+            {
+                "ancestors": [
+                    f"spiffe://agentiam.test/agent/orchestrator/i-{n}"
+                    for n in range(16)
+                ]
+            },
+            "ancestors",
+            "Token claim 'ancestors' names 16 instances, more than the maximum of 15",
+            id="too-long",
+        ),
+    ],
+)
+def test_svid_ancestors_invalid(
+    changes: dict[str, Any], claim: str, message: str
+) -> None:
+    wire = {**SVID, **changes}
+    wire = {key: value for key, value in wire.items() if value is not None}
+
+    with pytest.raises(InvalidClaimError) as info:
+        SVIDClaims.from_dict(wire)
+
+    assert info.value.claim == claim
+    assert str(info.value) == message
+
+
+def test_svid_ancestors_long_value_cut() -> None:
+    long_id = "spiffe://other.test/agent/orchestrator/" + "x" * 200
+
+    with pytest.raises(InvalidClaimError) as info:
+        SVIDClaims.from_dict({**SVID, "ancestors": [long_id, B]})
+
+    assert f"'{long_id[:80]}...'" in str(info.value)
 
 
 def test_session_amr_type() -> None:

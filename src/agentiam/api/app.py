@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from agentiam.api import discovery, openapi
 from agentiam.api.context import ServerContext
 from agentiam.api.errors import exception_handlers
-from agentiam.api.forms import parse_form
+from agentiam.api.forms import TARGET_PARAMETERS, parse_form
 from agentiam.errors import UnsupportedGrantTypeError
 
 log = logging.getLogger("agentiam.api")
@@ -79,7 +79,11 @@ def token_route(ctx: ServerContext) -> Route:
     handlers = {handler.grant_type: handler for handler in module.grant_handlers(ctx)}
 
     async def token(request: Request) -> Response:
-        form = await parse_form(request, max_bytes=ctx.settings.form_max_bytes)
+        form = await parse_form(
+            request,
+            max_bytes=ctx.settings.form_max_bytes,
+            repeatable=TARGET_PARAMETERS,
+        )
         grant_type = form.require("grant_type")
 
         handler = handlers.get(grant_type)

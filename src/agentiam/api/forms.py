@@ -2,12 +2,14 @@
 
 It checks the content type, stops reading once the body exceeds the limit
 (64 KiB by default), decodes strict UTF-8 and rejects a repeated parameter with
-``invalid_request`` naming it.  It returns an immutable mapping of single values.
+``invalid_request`` naming it, unless the endpoint lets that name repeat (the
+``audience`` and ``resource`` of a token request, ``TARGET_PARAMETERS``).  It
+returns an immutable mapping.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from urllib.parse import parse_qsl
 
@@ -17,18 +19,29 @@ from agentiam.errors import InvalidRequestError
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 DEFAULT_MAX_BYTES = 65536
+# RFC 8693 section 2.1 and RFC 8707 section 2 let these appear more than once.
+TARGET_PARAMETERS = frozenset({"audience", "resource"})
 
 
 class Form(Mapping[str, str]):
-    """The parameters of one form body; each name appears at most once."""
+    """The parameters of one form body.
+
+    A name appears once unless the parser let it repeat. ``get_all`` returns every
+    value of a name; indexing returns its values joined by one space.
+    """
 
     __slots__ = ("_items",)
 
-    def __init__(self, items: Mapping[str, str]) -> None:
-        self._items = MappingProxyType(dict(items))
+    def __init__(self, items: Mapping[str, str | Sequence[str]]) -> None:
+        self._items = MappingProxyType(
+            {
+                name: (value,) if isinstance(value, str) else tuple(value)
+                for name, value in items.items()
+            }
+        )
 
     def __getitem__(self, name: str) -> str:
-        return self._items[name]
+        return " ".join(self._items[name])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)
@@ -40,27 +53,40 @@ class Form(Mapping[str, str]):
         # Values can be tokens or secrets, so only the names are shown.
         return f"Form({sorted(self._items)!r})"
 
+    def get_all(self, name: str) -> tuple[str, ...]:
+        """Return every value of ``name`` in the order sent, or an empty tuple."""
+        return self._items.get(name, ())
+
     def require(self, name: str) -> str:
         """Return the non-empty value of ``name`` or raise ``InvalidRequestError``."""
-        value = self._items.get(name)
+        value = self.get(name)
         if not value:
             raise InvalidRequestError(f"The parameter {name!r} is missing.")
         return value
 
     def optional(self, name: str) -> str | None:
         """Return the value of ``name``, or ``None`` when absent or empty."""
-        return self._items.get(name) or None
+        return self.get(name) or None
 
 
-async def parse_form(request: Request, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Form:
-    """Read and parse the body as a strict form; raise ``InvalidRequestError``."""
+async def parse_form(
+    request: Request,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    repeatable: frozenset[str] = frozenset(),
+) -> Form:
+    """Read and parse the body as a strict form; raise ``InvalidRequestError``.
+
+    Args:
+        repeatable: the parameter names that may appear more than once.
+    """
     _check_content_type(request.headers.get("content-type"))
     body = await _read_body(request, max_bytes)
-    return parse_form_body(body)
+    return parse_form_body(body, repeatable=repeatable)
 
 
-def parse_form_body(body: bytes) -> Form:
-    """Parse a form-encoded body: strict UTF-8, no repeated parameters."""
+def parse_form_body(body: bytes, *, repeatable: frozenset[str] = frozenset()) -> Form:
+    """Parse a form-encoded body: strict UTF-8, no repeats outside ``repeatable``."""
     try:
         text = body.decode("utf-8", errors="strict")
     except UnicodeDecodeError:
@@ -77,11 +103,12 @@ def parse_form_body(body: bytes) -> Form:
     except UnicodeDecodeError:
         raise InvalidRequestError("A form parameter is not valid UTF-8.") from None
 
-    items: dict[str, str] = {}
+    items: dict[str, list[str]] = {}
     for name, value in pairs:
-        if name in items:
-            raise InvalidRequestError(f"The parameter {name!r} is repeated.")
-        items[name] = value
+        values = items.setdefault(name, [])
+        if values and name not in repeatable:
+            raise InvalidRequestError(f"The parameter {name[:64]!r} is repeated.")
+        values.append(value)
     return Form(items)
 
 

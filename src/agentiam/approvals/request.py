@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from agentiam import strict_json
 from agentiam.api.forms import Form
 from agentiam.audit.events import looks_like_jws
+from agentiam.delegation.targets import requested_targets
 from agentiam.errors import (
     InvalidAuthorizationDetailsError,
     InvalidRequestError,
@@ -23,6 +23,9 @@ from agentiam.errors import (
     OAuthError,
 )
 from agentiam.identity.classes import AgentClass
+from agentiam.scope import split_scope
+from agentiam.tokens.amounts import require_plain_amounts
+from agentiam.tokens.errors import InvalidAmountError
 
 # TODO(config): make the grant lifetime default and maximum settings; remove when
 # Settings has grant_ttl and max_grant_ttl.
@@ -32,8 +35,6 @@ MAX_GRANT_TTL = 86400
 MAX_BINDING_MESSAGE = 256
 MAX_AUTHORIZATION_DETAILS = 32
 
-# RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 _DIGITS = re.compile(r"^[0-9]{1,9}$")
 
 # CIBA parameters that agentiam does not support. Sending one is an error rather than
@@ -123,11 +124,7 @@ def parse_scope(text: str | None, agent_class: AgentClass) -> tuple[str, ...]:
     if not text:
         raise InvalidRequestError("The parameter 'scope' is missing.")
 
-    scopes = text.split(" ")
-    for scope in scopes:
-        if not _SCOPE_TOKEN.fullmatch(scope):
-            raise InvalidScopeError(f"Invalid scope value '{scope}'.")
-
+    scopes = split_scope(text)
     wider = sorted(set(scopes) - agent_class.scopes)
     if wider:
         raise InvalidScopeError(
@@ -140,21 +137,12 @@ def parse_scope(text: str | None, agent_class: AgentClass) -> tuple[str, ...]:
 def parse_audiences(form: Form, agent_class: AgentClass) -> tuple[str, ...]:
     """Collect ``audience`` and ``resource`` values and require them in the class.
 
-    Each parameter may list several values separated by spaces, because the form
-    parser rejects a repeated parameter. RFC 8707 section 2 requires a resource to
-    be an absolute URI without a fragment.
+    Either parameter may be repeated, and a value may list several names separated
+    by spaces (see ``delegation.targets``). RFC 8707 section 2 requires a resource
+    to be an absolute URI without a fragment.
     """
-    resources = (form.optional("resource") or "").split()
-    for resource in resources:
-        parts = urlsplit(resource)
-        if not parts.scheme or not parts.netloc or parts.fragment:
-            raise InvalidTargetError(
-                f"Invalid resource '{resource}': expected an absolute URI "
-                "without a fragment."
-            )
-
-    audiences = [*(form.optional("audience") or "").split(), *resources]
-    if not audiences:
+    audiences = requested_targets(form)
+    if audiences is None:
         raise InvalidRequestError("The parameter 'audience' or 'resource' is missing.")
 
     wider = sorted(set(audiences) - agent_class.audiences)
@@ -164,7 +152,7 @@ def parse_audiences(form: Form, agent_class: AgentClass) -> tuple[str, ...]:
             f"'{agent_class.name}'."
         )
 
-    return tuple(sorted(set(audiences)))
+    return audiences
 
 
 def parse_authorization_details(text: str | None) -> tuple[dict[str, Any], ...]:
@@ -195,6 +183,10 @@ def parse_authorization_details(text: str | None) -> tuple[dict[str, Any], ...]:
                 f"authorization_details[{index}] has no string 'type'."
             )
 
+    try:
+        require_plain_amounts(value)
+    except InvalidAmountError as err:
+        raise InvalidAuthorizationDetailsError(f"{err}.") from err
     return tuple(value)
 
 

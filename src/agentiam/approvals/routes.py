@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from agentiam.api.forms import parse_form
+from agentiam.api.forms import TARGET_PARAMETERS, parse_form
 from agentiam.api.openapi import operation
 from agentiam.approvals.authorize import (
     AuthRequestCaller,
@@ -28,6 +28,7 @@ from agentiam.approvals.store import CIBARequestStore
 from agentiam.errors import OAuthError, UnauthorizedClientError
 from agentiam.identity.authn import AgentCaller, require_agent, require_session
 from agentiam.identity.classes import AgentClassStore
+from agentiam.identity.json_body import read_json_object
 from agentiam.identity.users import UserStore
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
     )
     async def approve(request: Request) -> JSONResponse:
         session = await require_session(request, ctx)
+        await _read_decision_body(request, ctx)
         request_id = request.path_params["id"]
         work = approve_work(
             DecisionContext.from_server(ctx),
@@ -151,6 +153,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
     @operation("Deny a request", response=_DENIED_SCHEMA, tags=("approvals",))
     async def deny(request: Request) -> JSONResponse:
         session = await require_session(request, ctx)
+        await _read_decision_body(request, ctx)
         request_id = request.path_params["id"]
         work = deny_work(
             DecisionContext.from_server(ctx),
@@ -169,6 +172,15 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
     ]
 
 
+async def _read_decision_body(request: Request, ctx: ServerContext) -> None:
+    """Accept an empty body or a strict JSON object with no members.
+
+    Approve and deny take no parameters, so any member, and any body that is not
+    strict JSON, is rejected with 400 before the request is decided.
+    """
+    await read_json_object(request, ctx, members=(), allow_empty=True)
+
+
 async def _authorize(
     request: Request, ctx: ServerContext, caller: AgentCaller
 ) -> dict[str, Any]:
@@ -185,7 +197,11 @@ async def _authorize(
             reason=f"agent class '{caller.agent_class}' does not exist"
         )
 
-    form = await parse_form(request, max_bytes=ctx.settings.form_max_bytes)
+    form = await parse_form(
+        request,
+        max_bytes=ctx.settings.form_max_bytes,
+        repeatable=TARGET_PARAMETERS,
+    )
     params = parse_auth_request(form, agent_class)
     user = require_known_user(
         UserStore(ctx.engine).find_by_login(params.login_hint), params.login_hint

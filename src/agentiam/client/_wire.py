@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -54,7 +54,7 @@ async def send(
     url: str,
     headers: Mapping[str, str],
     *,
-    form: Mapping[str, str] | None = None,
+    form: Mapping[str, str | Sequence[str]] | None = None,
     json_body: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """POST a form or JSON body and return the JSON object of a 2xx response.

@@ -7,15 +7,20 @@ request is for more than the parent has. None of them trims a request to fit.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from agentiam.errors import (
     InvalidAuthorizationDetailsError,
+    InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
     InvalidTargetError,
+    OAuthError,
 )
+from agentiam.tokens.amounts import parse_amount
+from agentiam.tokens.claims import MAX_ACT_DEPTH
+from agentiam.tokens.errors import InvalidAmountError
 
 
 def narrow_scopes(
@@ -63,6 +68,46 @@ def narrow_audiences(
             f"Audiences {' '.join(extra)!r} are not in the parent token."
         )
     return tuple(sorted(requested_set))
+
+
+def require_depth_within(
+    depth: int,
+    *,
+    grant_max_depth: int,
+    class_limits: Iterable[tuple[str, int]],
+    error: type[OAuthError] = InvalidGrantError,
+) -> None:
+    """Check the depth of a new hop against the grant's and each class's maximum.
+
+    A token exchange that adds a hop and the spawn of a sub-agent apply this one
+    rule at the child's depth (the parent token's depth + 1), with the parent's
+    and the child's agent classes, so that spawn never issues an identity that
+    the exchange would refuse for its depth.
+
+    Args:
+        class_limits: (agent class name, ``max_depth``) of each class to check.
+        error: the error to raise, which depends on the endpoint.
+
+    Raises:
+        error: the depth is above a maximum; the message names both.
+    """
+    # Verifiers reject an act chain longer than MAX_ACT_DEPTH, whatever the limits.
+    if depth > MAX_ACT_DEPTH:
+        raise error(
+            f"The delegation depth {depth} exceeds the maximum of {MAX_ACT_DEPTH} "
+            "that a token can carry."
+        )
+    if depth > grant_max_depth:
+        raise error(
+            f"The delegation depth {depth} exceeds the grant's maximum "
+            f"of {grant_max_depth}."
+        )
+    for name, limit in class_limits:
+        if depth > limit:
+            raise error(
+                f"The delegation depth {depth} exceeds the maximum of "
+                f"{limit} for agent class '{name}'."
+            )
 
 
 def narrow_expiry(
@@ -192,10 +237,8 @@ def _is_amount(value: Any) -> bool:
 
 
 def _decimal(text: str) -> Decimal | None:
+    # Plain notation only, so "1e2" never covers or is covered by "100".
     try:
-        value = Decimal(text)
-    except InvalidOperation:
+        return parse_amount(text)
+    except InvalidAmountError:
         return None
-    if not value.is_finite() or value < 0:
-        return None
-    return value

@@ -1,9 +1,12 @@
 """In-memory caches of grants and agent classes for the token exchange hot path.
 
-A grant row is immutable except ``revoked_at``. Revoking a grant also puts its id
-into the revocation set, which the exchange checks, so a cached grant stays
-correct. Agent classes can be edited by an administrator, so they are cached for a
-short time only.
+A grant row is immutable except ``revoked_at``. Revoking a grant sets
+``revoked_at`` and puts the grant id into the revocation set in one transaction,
+so a cached grant is checked against the set on every hit: a hit whose id is in
+the set is dropped and read again from the table. That covers revocations made
+by another process (the CLI) or node as soon as the set has refreshed. Agent
+classes can be edited by an administrator, so they are cached for a short time
+only.
 """
 
 from __future__ import annotations
@@ -13,18 +16,25 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from sqlalchemy import Engine
 
 from agentiam.delegation.grants import Grant, GrantStore
 from agentiam.identity.classes import AgentClass, AgentClassStore
 
+if TYPE_CHECKING:
+    from agentiam.revocation.revocation_set import RevocationSet
+
 T = TypeVar("T")
 
 # NOTE: a class edited by an administrator is seen by the exchange after at most
 # this many seconds on each node, because class changes send no invalidation.
 CLASS_CACHE_SECONDS = 10.0
+# A revocation entry stays in the set for at least the verifiers' leeway plus
+# DROP_MARGIN (60 s) after it is written. Keeping a grant for less than that means
+# a stale entry is always either re-read or seen with its revocation on a hit.
+GRANT_CACHE_SECONDS = 30.0
 _MAX_ENTRIES = 16384
 
 
@@ -66,16 +76,25 @@ class DelegationCache:
     def __init__(self, engine: Engine) -> None:
         self._grants = GrantStore(engine)
         self._classes = AgentClassStore(engine)
-        self._grant_cache: _TimedCache[Grant] = _TimedCache(float("inf"))
+        self._grant_cache: _TimedCache[Grant] = _TimedCache(GRANT_CACHE_SECONDS)
         self._class_cache: _TimedCache[AgentClass] = _TimedCache(CLASS_CACHE_SECONDS)
 
-    def grant(self, grant_id: str) -> Grant | None:
-        """Return the grant, from memory when it was read before and not revoked."""
+    def grant(self, grant_id: str, revocations: RevocationSet) -> Grant | None:
+        """Return the grant, from memory when it was read before and not revoked.
+
+        Args:
+            revocations: the revocation set; a cached grant whose id is in it is
+                dropped and read from the table, which has its ``revoked_at``.
+        """
+        revoked = revocations.is_revoked("grant", grant_id)
         grant = self._grant_cache.get(grant_id)
-        if grant is not None:
+        if grant is not None and not revoked:
             return grant
+
+        if grant is not None:
+            self._grant_cache.drop(grant_id)
         grant = self._grants.get(grant_id)
-        if grant is not None and grant.revoked_at is None:
+        if grant is not None and grant.revoked_at is None and not revoked:
             self._grant_cache.put(grant_id, grant)
         return grant
 

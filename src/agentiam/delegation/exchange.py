@@ -9,15 +9,17 @@ Besides the RFC 8693 section 2.1 parameters, the request may carry these extensi
 ``requested_expiry`` is the requested lifetime in seconds, since RFC 8693 defines
 none. ``purpose`` is the purpose of the child task. ``task_id`` names an open task of
 the subject's subtree to join instead of opening a child task.
-``audience`` and ``resource`` each take a space-separated list, because the form
-parser rejects repeated parameters.
+``audience`` and ``resource`` may each be repeated (RFC 8693 section 2.1, RFC 8707
+section 2), and a value may also hold a space-separated list.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,7 @@ from agentiam import strict_json
 from agentiam.audit import AuditEvent
 from agentiam.delegation import attenuation
 from agentiam.delegation.caches import delegation_cache
+from agentiam.delegation.targets import requested_targets
 from agentiam.errors import (
     InvalidAuthorizationDetailsError,
     InvalidDPoPProofError,
@@ -42,11 +45,13 @@ from agentiam.errors import (
 from agentiam.identity.classes import AgentClass
 from agentiam.jose import sign_jws, verify_dpop_proof
 from agentiam.jose.errors import JOSEError
+from agentiam.scope import split_scope
 from agentiam.spiffe import SPIFFEIDError, parse_agent_spiffe_id
 from agentiam.tasks import Task, task_store
-from agentiam.tasks.store import MAX_PURPOSE_LENGTH, new_task_id
+from agentiam.tasks.store import MAX_PURPOSE_LENGTH, TaskStore, new_task_id
 from agentiam.tokens import verify_access_token, verify_svid
-from agentiam.tokens.errors import TokenError
+from agentiam.tokens.amounts import require_plain_amounts
+from agentiam.tokens.errors import InvalidAmountError, TokenError
 
 if TYPE_CHECKING:
     from agentiam.api.context import ServerContext
@@ -57,6 +62,13 @@ logger = logging.getLogger(__name__)
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105
+# Random bytes in a new token's jti and in a new task's id, as many as
+# secrets.token_urlsafe(16) and secrets.token_hex(16) use.
+_ID_BYTES = 16
+
+# Parsing is a pure function of the text, and the IDs come from verified tokens, so
+# the same few instances are parsed again and again. Errors are not cached.
+_parse_agent_id = functools.lru_cache(maxsize=4096)(parse_agent_spiffe_id)
 
 
 @dataclass(slots=True)
@@ -110,12 +122,11 @@ class TokenExchangeHandler:
         token = sign_jws(issue.claims, ctx.keyring.active(), typ="at+jwt")
         event = _issued_event(issue, form)
 
-        def work(conn: Connection) -> None:
-            if issue.open_task is not None:
-                _insert_task(conn, ctx, issue, issue.open_task, now)
-            ctx.audit.record_in(conn, event)
-
-        await ctx.writer.submit(work)
+        # The task row and the audit event commit together or not at all, and the
+        # response waits for that commit.
+        await ctx.writer.submit_batched(
+            _commit_exchanges, _Commit(ctx, issue, event, now)
+        )
         return {
             "access_token": token,
             "issued_token_type": ACCESS_TOKEN_TYPE,
@@ -314,7 +325,7 @@ def _active_grant(subject: Mapping[str, Any], ctx: ServerContext, now: float) ->
     if not isinstance(grant_id, str):
         raise InvalidGrantError(reason="subject_token has no grant.id")
 
-    grant = delegation_cache(ctx.engine).grant(grant_id)
+    grant = delegation_cache(ctx.engine).grant(grant_id, ctx.revocations)
     if grant is None:
         raise InvalidGrantError(reason=f"grant '{grant_id}' was not found")
     if not grant.is_active(now):
@@ -346,7 +357,7 @@ def _open_task(subject: Mapping[str, Any], ctx: ServerContext, now: float) -> Ta
 
 def _class_of(spiffe_id: str, ctx: ServerContext) -> AgentClass:
     try:
-        parsed, class_name, _instance = parse_agent_spiffe_id(spiffe_id)
+        parsed, class_name, _instance = _parse_agent_id(spiffe_id)
     except SPIFFEIDError as err:
         raise InvalidGrantError(reason=f"not an agent SPIFFE ID: {err}") from err
     if str(parsed.trust_domain) != ctx.settings.trust_domain:
@@ -397,6 +408,14 @@ def _delegate(
             "The actor is not a sub-agent of the subject token's client.",
             reason=f"actor parent {actor.get('parent')!r} != '{subject_client}'",
         )
+    # A spawned actor names its whole parent chain, which is the subject's act
+    # chain read from the root.
+    ancestors = actor.get("ancestors")
+    if ancestors is not None and list(ancestors) != _actors(act)[::-1]:
+        raise UnauthorizedClientError(
+            "The actor is not a sub-agent of the subject token's chain.",
+            reason="actor ancestors differ from the subject token's act chain",
+        )
     parent_class = _class_of(subject_client, ctx)
     if actor_class.name not in parent_class.may_spawn:
         raise UnauthorizedClientError(
@@ -404,7 +423,14 @@ def _delegate(
         )
 
     depth = int(subject["depth"]) + 1
-    _check_depth(depth, grant, actor_class)
+    attenuation.require_depth_within(
+        depth,
+        grant_max_depth=grant.max_depth,
+        class_limits=(
+            (parent_class.name, parent_class.max_depth),
+            (actor_class.name, actor_class.max_depth),
+        ),
+    )
     return _build(
         form,
         ctx,
@@ -417,19 +443,6 @@ def _delegate(
         depth=depth,
         opens_task=True,
     )
-
-
-def _check_depth(depth: int, grant: Grant, actor_class: AgentClass) -> None:
-    if depth > grant.max_depth:
-        raise InvalidGrantError(
-            f"The delegation depth {depth} exceeds the grant's maximum "
-            f"of {grant.max_depth}."
-        )
-    if depth > actor_class.max_depth:
-        raise InvalidGrantError(
-            f"The delegation depth {depth} exceeds the maximum of "
-            f"{actor_class.max_depth} for agent class '{actor_class.name}'."
-        )
 
 
 def _build(
@@ -450,7 +463,12 @@ def _build(
     audiences = _requested_audiences(form, subject, actor_class)
     details = _requested_details(form, subject)
 
-    task, open_task = _target_task(form, ctx, now, parent_task, opens_task)
+    # One read of the OS random source for both new ids: each read releases the
+    # GIL, and getting it back can mean waiting for the group-commit writer.
+    random = secrets.token_bytes(2 * _ID_BYTES)
+    task, open_task = _target_task(
+        form, ctx, now, parent_task, opens_task, random[_ID_BYTES:]
+    )
     _check_task_bounds(task, scopes, audiences)
     exp = _requested_exp(form, ctx, now, subject, actor_class, task)
 
@@ -461,7 +479,7 @@ def _build(
         "exp": int(exp),
         "iat": int(now),
         "nbf": int(now),
-        "jti": secrets.token_urlsafe(16),
+        "jti": base64.urlsafe_b64encode(random[:_ID_BYTES]).rstrip(b"=").decode(),
         "sub": subject["sub"],
         "client_id": actor_id,
         "scope": " ".join(scopes),
@@ -483,7 +501,7 @@ def _requested_scopes(
     requested = form.get("scope")
     parent = str(subject.get("scope", "")).split()
     scopes = attenuation.narrow_scopes(
-        parent, requested.split() if requested is not None else None
+        parent, split_scope(requested) if requested is not None else None
     )
     beyond_class = sorted(set(scopes) - actor_class.scopes)
     if beyond_class:
@@ -497,12 +515,7 @@ def _requested_scopes(
 def _requested_audiences(
     form: Mapping[str, str], subject: Mapping[str, Any], actor_class: AgentClass
 ) -> tuple[str, ...]:
-    requested: list[str] | None = None
-    for name in ("audience", "resource"):
-        value = form.get(name)
-        if value is not None:
-            requested = [*(requested or []), *value.split()]
-
+    requested = requested_targets(form)
     parent_aud = subject.get("aud", [])
     parent = [parent_aud] if isinstance(parent_aud, str) else list(parent_aud)
     audiences = attenuation.narrow_audiences(parent, requested)
@@ -532,6 +545,10 @@ def _requested_details(
         raise InvalidAuthorizationDetailsError(
             "The authorization_details must be a JSON array."
         )
+    try:
+        require_plain_amounts(requested)
+    except InvalidAmountError as err:
+        raise InvalidAuthorizationDetailsError(f"{err}.") from err
     return attenuation.narrow_authorization_details(parent, requested)
 
 
@@ -574,8 +591,12 @@ def _target_task(
     now: float,
     parent_task: Task,
     opens_task: bool,
+    random: bytes,
 ) -> tuple[Task, Task | None]:
-    """Return the task of the new token and, when it is new, the task to insert."""
+    """Return the task of the new token and, when it is new, the task to insert.
+
+    ``random`` holds the 16 random bytes of the id of a new task.
+    """
     task_id = form.get("task_id")
     if task_id is not None:
         joined = task_store(ctx.engine, ctx.revocations).get(task_id)
@@ -595,7 +616,7 @@ def _target_task(
             f"The purpose is longer than {MAX_PURPOSE_LENGTH} characters."
         )
 
-    child_id = new_task_id()
+    child_id = new_task_id(random)
     child = Task(
         id=child_id,
         grant_id=parent_task.grant_id,
@@ -631,11 +652,41 @@ def _check_task_bounds(
             )
 
 
-def _insert_task(
-    conn: Connection, ctx: ServerContext, issue: _Issue, task: Task, now: float
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _Commit:
+    """One issued exchange waiting for the group commit: its task and its event."""
+
+    ctx: ServerContext
+    issue: _Issue
+    event: AuditEvent
+    now: float
+
+
+def _commit_exchanges(conn: Connection, items: Sequence[_Commit]) -> list[int]:
+    """Insert the new tasks of a batch of exchanges, then append their events.
+
+    Each task is checked against its parent on ``conn`` first, so a parent closed
+    since the request was checked fails that exchange. The writer runs this for
+    the adjacent exchanges of one batch in one SAVEPOINT, and when it raises it
+    runs each exchange again alone, so only the failing ones fail.
+    """
+    opened: dict[int, tuple[TaskStore, list[Task]]] = {}
+    for item in items:
+        if item.issue.open_task is None:
+            continue
+        store = task_store(item.ctx.engine, item.ctx.revocations)
+        task = _prepare_task(conn, store, item.issue, item.issue.open_task, item.now)
+        opened.setdefault(id(store), (store, []))[1].append(task)
+    for store, tasks in opened.values():
+        store.insert_in(conn, tasks)
+    return [item.ctx.audit.record_in(conn, item.event) for item in items]
+
+
+def _prepare_task(
+    conn: Connection, store: TaskStore, issue: _Issue, task: Task, now: float
+) -> Task:
     claims = issue.claims
-    task_store(ctx.engine, ctx.revocations).open_in(
+    return store.prepare_open_in(
         conn,
         grant_id=task.grant_id,
         parent_id=issue.parent_task.id,

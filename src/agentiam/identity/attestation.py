@@ -18,9 +18,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 
 from agentiam.audit.events import AuditEvent
+from agentiam.delegation.attenuation import require_depth_within
+from agentiam.delegation.caches import delegation_cache
 from agentiam.errors import (
+    AccessDeniedError,
     InvalidGrantError,
     InvalidRequestError,
+    InvalidTokenError,
     OAuthError,
     UnauthorizedClientError,
 )
@@ -193,22 +197,32 @@ async def attest_with_assertion(
 
 
 def _require_spawn_allowed(
-    caller: DelegateCaller, parent: AgentClass, child: AgentClass
+    ctx: ServerContext, caller: DelegateCaller, parent: AgentClass, child: AgentClass
 ) -> None:
     if child.name not in parent.may_spawn:
         raise UnauthorizedClientError(
             f"Agent class '{parent.name}' may not spawn agent class '{child.name}'."
         )
 
-    # The child acts one hop below the parent; the grant's own max_depth is checked
-    # when the child exchanges the parent's token.
-    child_depth = caller.claims.depth + 1
-    for limit in (parent, child):
-        if child_depth > limit.max_depth:
-            raise UnauthorizedClientError(
-                f"Depth {child_depth} exceeds max_depth {limit.max_depth} of agent "
-                f"class '{limit.name}'."
-            )
+    claims = caller.claims
+    grant = delegation_cache(ctx.engine).grant(claims.grant.id, ctx.revocations)
+    if grant is None or not grant.is_active(ctx.clock()):
+        raise InvalidTokenError(
+            "The token's grant has expired or been revoked.",
+            reason=f"grant '{claims.grant.id}' is missing or not active",
+        )
+
+    # The child acts one hop below the parent, and the exchange applies the same
+    # rule when the child first exchanges the parent's token.
+    require_depth_within(
+        claims.depth + 1,
+        grant_max_depth=grant.max_depth,
+        class_limits=(
+            (parent.name, parent.max_depth),
+            (child.name, child.max_depth),
+        ),
+        error=AccessDeniedError,
+    )
 
 
 async def spawn(
@@ -219,12 +233,15 @@ async def spawn(
     Raises:
         InvalidRequestError: the child class does not exist or the child key is
             the parent's.
-        UnauthorizedClientError: the parent's class may not spawn the child class,
-            or the child would exceed a class's max_depth.
+        InvalidTokenError: the grant of the caller's token is no longer active.
+        UnauthorizedClientError: the parent's class may not spawn the child class.
+        AccessDeniedError: the child's depth (the caller token's depth + 1) would
+            exceed the grant's max_depth or the parent's or child's class
+            max_depth.
     """
     parent = _require_class(ctx, caller.agent_class, UnauthorizedClientError)
     child = _require_class(ctx, agent_class, InvalidRequestError)
-    _require_spawn_allowed(caller, parent, child)
+    _require_spawn_allowed(ctx, caller, parent, child)
     if key.jkt == caller.jkt:
         raise InvalidRequestError("The sub-agent key must differ from the parent key.")
 
@@ -232,7 +249,8 @@ async def spawn(
     chain = _chain(caller)
     now = ctx.clock()
     # The child dies no later than the parent's token: a child SVID must not
-    # outlive the authority it was spawned under.
+    # outlive the authority it was spawned under. Its ancestors are the parent
+    # token's act chain, root first, so revoking any of them kills the child.
     issued = issue_svid(
         ctx,
         agent_class=agent_class,
@@ -241,6 +259,7 @@ async def spawn(
         parent=caller.spiffe_id,
         task=claims.task,
         not_after=claims.exp,
+        ancestors=tuple(reversed(chain)),
     )
 
     await ctx.audit.record(

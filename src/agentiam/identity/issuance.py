@@ -54,6 +54,7 @@ def issue_svid(
     task: TaskRef | None = None,
     spiffe_id: str | None = None,
     not_after: float | None = None,
+    ancestors: tuple[str, ...] = (),
 ) -> IssuedSVID:
     """Sign a JWT-SVID for an instance of a class, bound to the key ``jkt``.
 
@@ -64,6 +65,8 @@ def issue_svid(
             instance id is drawn when it is None.
         not_after: the latest ``exp`` the SVID may have, e.g. the ``exp`` of the
             parent's access token; ``svid_ttl`` from now applies when it is later.
+        ancestors: for a sub-agent, the SPIFFE IDs of its parent chain, root
+            first and ending with ``parent``.
     """
     settings = ctx.settings
     if spiffe_id is None:
@@ -86,6 +89,7 @@ def issue_svid(
         cnf_jkt=jkt,
         parent=parent,
         task=task,
+        ancestors=ancestors,
     )
     svid = sign_jws(claims.to_dict(), ctx.keyring.active(), typ=SVID_TYP)
     return IssuedSVID(svid, spiffe_id, jti, max(0, expires_at - issued_at), expires_at)

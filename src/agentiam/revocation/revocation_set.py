@@ -112,12 +112,16 @@ def _instances(payload: Mapping[str, Any]) -> list[str]:
         act = act.get("act")
         depth += 1
 
-    # A JWT-SVID names its instance in sub and, for a sub-agent, its parent.
+    # A JWT-SVID names its instance in sub and, for a sub-agent, its parent and
+    # every instance above it in ancestors, so revoking any of them kills it.
     sub = payload.get("sub")
     if isinstance(sub, str) and sub.startswith("spiffe://"):
         found.append(sub)
     if isinstance(payload.get("parent"), str):
         found.append(payload["parent"])
+    ancestors = payload.get("ancestors")
+    if isinstance(ancestors, list):
+        found.extend(item for item in ancestors[:64] if isinstance(item, str))
     return found
 
 
@@ -161,8 +165,9 @@ class RevocationSet:
         """Return the first id whose entry kills a token with these claims, or None.
 
         The checked ids are ``grant.id``, every id of ``task.path``, ``client_id``,
-        every ``act.sub``, an SVID's ``sub`` and ``parent``, ``jti``, every jti of
-        ``derived_from`` and a session's ``sid``.
+        every ``act.sub``, an SVID's ``sub``, ``parent`` and every id of
+        ``ancestors``, ``jti``, every jti of ``derived_from`` and a session's
+        ``sid``.
         """
         if not self._entries:
             return None

@@ -24,6 +24,7 @@ from agentiam.errors import (
 )
 from agentiam.identity.authn import require_delegate, require_session
 from agentiam.identity.json_body import read_json_object
+from agentiam.scope import split_scope
 from agentiam.tasks.store import MAX_PURPOSE_LENGTH, Task, task_store
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ async def close_task(request: Request, ctx: ServerContext) -> Response:
     store = task_store(ctx.engine, ctx.revocations)
     task, closed_by = await _authorized_task(request, ctx, task_id)
     now = ctx.clock()
-    grant = delegation_cache(ctx.engine).grant(task.grant_id)
+    grant = delegation_cache(ctx.engine).grant(task.grant_id, ctx.revocations)
     human = grant.user_id if grant is not None else None
 
     def work(conn: Connection) -> list[str]:
@@ -135,7 +136,7 @@ async def _authorized_task(
         raise NotFoundError()
     if session.admin:
         return task, session.sub
-    grant = delegation_cache(ctx.engine).grant(task.grant_id)
+    grant = delegation_cache(ctx.engine).grant(task.grant_id, ctx.revocations)
     if grant is None or grant.user_id != session.sub:
         raise NotFoundError()
     return task, session.sub
@@ -145,12 +146,13 @@ def _scopes(body: dict[str, Any], allowed: frozenset[str]) -> list[str]:
     value = body.get("scope")
     if value is None:
         return sorted(allowed)
-    if not isinstance(value, str) or not value.split():
+    if not isinstance(value, str) or not value:
         raise InvalidRequestError("The member 'scope' must be a non-empty string.")
-    extra = sorted(set(value.split()) - allowed)
+    scopes = set(split_scope(value))
+    extra = sorted(scopes - allowed)
     if extra:
         raise InvalidScopeError(f"Scopes {' '.join(extra)!r} are not in the token.")
-    return sorted(set(value.split()))
+    return sorted(scopes)
 
 
 def _audiences(body: dict[str, Any], allowed: frozenset[str]) -> list[str]:

@@ -13,11 +13,11 @@ import secrets
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
 
 from agentiam.revocation import RevocationSet
 from agentiam.tasks.errors import TaskBoundsError, TaskNotOpenError
@@ -32,6 +32,10 @@ MAX_PURPOSE_LENGTH = 512
 # Task rows are immutable except for their status, which the revocation set and the
 # clock decide on read, so cached rows stay correct until close_in drops them.
 _CACHE_SIZE = 65536
+
+# Statements built once, so SQLAlchemy compiles each of them once and not per task.
+_INSERT_TASK = insert(tasks)
+_SELECT_TASK = select(tasks).where(tasks.c.id == bindparam("task_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +85,20 @@ class Task:
         }
 
 
-def new_task_id() -> str:
-    """Return a new random task id."""
-    return "tsk_" + secrets.token_hex(16)
+def new_task_id(random: bytes | None = None) -> str:
+    """Return a new random task id, from ``random`` (16 bytes) when given.
+
+    Args:
+        random: 16 bytes from ``secrets.token_bytes``, for a caller that draws the
+            bytes of several ids at once.
+    """
+    if random is None:
+        return "tsk_" + secrets.token_hex(16)
+    if len(random) != 16:
+        raise ValueError(
+            f"Invalid random bytes for a task id: expected 16, got {len(random)}"
+        )
+    return "tsk_" + random.hex()
 
 
 def _row_to_task(row: Row[Any]) -> Task:
@@ -130,7 +145,7 @@ class TaskStore:
         if cached is not None:
             return cached
 
-        row = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
+        row = conn.execute(_SELECT_TASK, {"task_id": task_id}).first()
         if row is None:
             return None
         task = _row_to_task(row)
@@ -176,6 +191,45 @@ class TaskStore:
             TaskBoundsError: the child's scopes, audiences or expiry exceed the
                 parent's, or it names another grant.
         """
+        task = self.prepare_open_in(
+            conn,
+            grant_id=grant_id,
+            parent_id=parent_id,
+            purpose=purpose,
+            scopes=scopes,
+            audiences=audiences,
+            expires_at=expires_at,
+            opened_by=opened_by,
+            now=now,
+            task_id=task_id,
+        )
+        self.insert_in(conn, [task])
+        return task
+
+    def prepare_open_in(
+        self,
+        conn: Connection,
+        *,
+        grant_id: str,
+        parent_id: str | None,
+        purpose: str,
+        scopes: Iterable[str],
+        audiences: Iterable[str],
+        expires_at: float,
+        opened_by: str,
+        now: float,
+        task_id: str | None = None,
+    ) -> Task:
+        """Run every check of ``open_in`` and return the task, without inserting it.
+
+        Pass the result to ``insert_in`` on the same connection, in the same unit
+        of work, so that the checks and the insert see the same parent.
+
+        Raises:
+            TaskNotOpenError: the parent is missing, closed, expired or revoked.
+            TaskBoundsError: the child's scopes, audiences or expiry exceed the
+                parent's, or it names another grant.
+        """
         scope_list = tuple(sorted(set(scopes)))
         audience_list = tuple(sorted(set(audiences)))
         task_id = task_id if task_id is not None else new_task_id()
@@ -188,7 +242,7 @@ class TaskStore:
             _check_within(parent, grant_id, scope_list, audience_list, expires_at)
             path = (*parent.path, task_id)
 
-        task = Task(
+        return Task(
             id=task_id,
             grant_id=grant_id,
             parent_id=parent_id,
@@ -203,9 +257,15 @@ class TaskStore:
             closed_at=None,
             closed_by=None,
         )
-        # Not cached here: the row is not committed yet, and the first read caches it.
-        conn.execute(insert(tasks).values(_task_row(task)))
-        return task
+
+    def insert_in(self, conn: Connection, opened: Sequence[Task]) -> None:
+        """Insert tasks from ``prepare_open_in`` with one statement.
+
+        Not cached here: the rows are not committed yet, and the first read caches
+        them.
+        """
+        if opened:
+            conn.execute(_INSERT_TASK, [_task_row(task) for task in opened])
 
     def close_in(
         self, conn: Connection, task_id: str, *, closed_by: str, now: float

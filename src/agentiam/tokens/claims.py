@@ -21,6 +21,17 @@ from agentiam.tokens.errors import (
 
 TOKEN_VERSION = 1
 MAX_ACT_DEPTH = 16
+# A sub-agent acts at depth len(ancestors) + 1, which is at most MAX_ACT_DEPTH.
+MAX_ANCESTORS = MAX_ACT_DEPTH - 1
+# Claim values quoted in error messages are cut to this many characters.
+_QUOTED_LENGTH = 80
+
+
+def _quoted(value: str) -> str:
+    """Return ``value`` in quotes for a message, cut to ``_QUOTED_LENGTH``."""
+    if len(value) > _QUOTED_LENGTH:
+        value = value[:_QUOTED_LENGTH] + "..."
+    return repr(value)
 
 
 def _version(claims: dict[str, Any]) -> int:
@@ -192,9 +203,9 @@ class AccessTokenClaims:
         return cls(
             iss=check.string(claims, "iss"),
             aud=check.audience(claims),
-            exp=check.number(claims, "exp"),
-            iat=check.number(claims, "iat"),
-            nbf=check.number(claims, "nbf"),
+            exp=check.numeric_date(claims, "exp"),
+            iat=check.numeric_date(claims, "iat"),
+            nbf=check.numeric_date(claims, "nbf"),
             jti=check.string(claims, "jti"),
             sub=check.string(claims, "sub"),
             client_id=client_id,
@@ -284,11 +295,14 @@ class SVIDClaims:
     cnf_jkt: str
     parent: str | None = None
     task: TaskRef | None = None
+    ancestors: tuple[str, ...] = ()
     ver: int = TOKEN_VERSION
 
     @classmethod
     def from_dict(cls, claims: dict[str, Any]) -> SVIDClaims:
         """Parse and type-check JWT-SVID claims, with ``sub`` an agent SPIFFE ID.
+
+        ``ancestors``, when present, is checked by ``_ancestors``.
 
         Raises:
             InvalidClaimError: a claim is missing or malformed, naming it.
@@ -300,16 +314,18 @@ class SVIDClaims:
             parse_agent_spiffe_id(sub)
         except ValueError as err:
             raise InvalidClaimError("sub", f"Token claim 'sub': {err}") from err
+        parent = check.spiffe_id(claims, "parent") if "parent" in claims else None
         return cls(
             iss=check.string(claims, "iss"),
             aud=check.audience(claims),
             sub=sub,
-            iat=check.number(claims, "iat"),
-            exp=check.number(claims, "exp"),
+            iat=check.numeric_date(claims, "iat"),
+            exp=check.numeric_date(claims, "exp"),
             jti=check.string(claims, "jti"),
             cnf_jkt=_jkt(claims),
-            parent=check.spiffe_id(claims, "parent") if "parent" in claims else None,
+            parent=parent,
             task=_task(claims),
+            ancestors=_ancestors(claims, sub, parent),
             ver=ver,
         )
 
@@ -344,7 +360,85 @@ class SVIDClaims:
             result["parent"] = self.parent
         if self.task is not None:
             result["task"] = self.task.to_dict()
+        if self.ancestors:
+            result["ancestors"] = list(self.ancestors)
         return result
+
+
+def _ancestors(claims: dict[str, Any], sub: str, parent: str | None) -> tuple[str, ...]:
+    """Parse ``ancestors``: the SPIFFE IDs of the instances above a sub-agent.
+
+    The list runs from the root instance to the parent, so it is non-empty and
+    ends with the ``parent`` claim. Each entry is an agent SPIFFE ID of the trust
+    domain of ``sub``, named once, and never ``sub`` itself. It has at most
+    MAX_ANCESTORS entries, because the instance acts at depth len + 1.
+
+    A root SVID has neither claim. A sub-agent SVID without ``ancestors`` is
+    rejected, because revoking an instance above its parent could not reach it.
+    """
+    if "ancestors" not in claims:
+        if parent is not None:
+            raise InvalidClaimError(
+                "ancestors",
+                "Token claim 'ancestors' is missing from an SVID that names 'parent'",
+            )
+        return ()
+    value = claims["ancestors"]
+    if not isinstance(value, list) or not value:
+        raise InvalidClaimError(
+            "ancestors", "Token claim 'ancestors' must be a non-empty list"
+        )
+    if len(value) > MAX_ANCESTORS:
+        raise InvalidClaimError(
+            "ancestors",
+            f"Token claim 'ancestors' names {len(value)} instances, more than "
+            f"the maximum of {MAX_ANCESTORS}",
+        )
+
+    trust_domain = SPIFFEID.parse(sub).trust_domain
+    for index, item in enumerate(value):
+        name = f"ancestors[{index}]"
+        if not isinstance(item, str):
+            raise InvalidClaimError(name, f"Token claim {name!r} must be a string")
+        try:
+            spiffe_id, _class, _instance = parse_agent_spiffe_id(item)
+        except ValueError as err:
+            raise InvalidClaimError(name, f"Token claim {name!r}: {err}") from err
+        if spiffe_id.trust_domain != trust_domain:
+            raise InvalidClaimError(
+                name,
+                f"Token claim {name!r} {_quoted(item)} is not in the trust domain "
+                f"{trust_domain.name!r} of 'sub'",
+            )
+
+    _require_ancestry_consistent(value, sub, parent)
+    return tuple(value)
+
+
+def _require_ancestry_consistent(
+    ancestors: list[str], sub: str, parent: str | None
+) -> None:
+    """Check that ``ancestors`` names distinct instances and ends at ``parent``."""
+    if sub in ancestors:
+        raise InvalidClaimError(
+            "ancestors", f"Token claim 'ancestors' names 'sub' {_quoted(sub)}"
+        )
+    if len(set(ancestors)) != len(ancestors):
+        repeated = next(item for item in ancestors if ancestors.count(item) > 1)
+        raise InvalidClaimError(
+            "ancestors",
+            f"Token claim 'ancestors' names {_quoted(repeated)} more than once",
+        )
+    if parent is None:
+        raise InvalidClaimError(
+            "ancestors", "Token claim 'ancestors' is present without 'parent'"
+        )
+    if ancestors[-1] != parent:
+        raise InvalidClaimError(
+            "ancestors",
+            f"Token claim 'ancestors' must end with 'parent' {_quoted(parent)}, "
+            f"got {_quoted(ancestors[-1])}",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,8 +471,8 @@ class SessionClaims:
             sub=check.string(claims, "sub"),
             sid=check.string(claims, "sid"),
             amr=check.string_list(claims, "amr"),
-            iat=check.number(claims, "iat"),
-            exp=check.number(claims, "exp"),
+            iat=check.numeric_date(claims, "iat"),
+            exp=check.numeric_date(claims, "exp"),
             jti=check.string(claims, "jti"),
             admin=check.boolean(claims, "admin"),
         )
