@@ -202,6 +202,7 @@ def test_exchange_rejects_proof_of_other_key(world: World) -> None:
     )
 
     assert err.error == "invalid_dpop_proof"
+    assert "actor_token's cnf.jkt" in err.wire_description
 
 
 def test_exchange_rejects_revoked_parent(world: World) -> None:
@@ -290,6 +291,7 @@ def test_exchange_impersonation_needs_subject_key(world: World) -> None:
     err = _error(world, world.root_token(), None, proof_key=intruder)
 
     assert err.error == "invalid_dpop_proof"
+    assert "subject_token's cnf.jkt" in err.wire_description
 
 
 def test_exchange_delegation_is_not_impersonation(world: World) -> None:

@@ -148,8 +148,12 @@ class TokenExchangeHandler:
         if actor_token is not None:
             found.actor = _verify_actor(actor_token, ctx, now)
 
-        holder = found.actor if found.actor is not None else found.subject
-        found.jkt = _verify_proof(request, ctx, now, _jkt(holder))
+        holder, holder_name = (
+            (found.actor, "actor_token")
+            if found.actor is not None
+            else (found.subject, "subject_token")
+        )
+        found.jkt = _verify_proof(request, ctx, now, _jkt(holder), holder_name)
         grant = _active_grant(found.subject, ctx, now)
         found.grant = grant
         parent_task = _open_task(found.subject, ctx, now)
@@ -287,9 +291,17 @@ def _jkt(claims: Mapping[str, Any]) -> str | None:
 
 
 def _verify_proof(
-    request: Request, ctx: ServerContext, now: float, expected_jkt: str | None
+    request: Request,
+    ctx: ServerContext,
+    now: float,
+    expected_jkt: str | None,
+    holder_name: str,
 ) -> str:
-    """Verify the DPoP proof at /token (no ``ath``) and its key against the holder."""
+    """Verify the DPoP proof at /token (no ``ath``) and its key against the holder.
+
+    ``holder_name`` is the parameter whose token must be bound to the proof key:
+    ``actor_token``, or ``subject_token`` when there is no actor token.
+    """
     proofs = request.headers.getlist("dpop")
     if not proofs:
         raise InvalidDPoPProofError("Missing DPoP header.")
@@ -309,7 +321,7 @@ def _verify_proof(
 
     if expected_jkt is None or proof.jkt != expected_jkt:
         raise InvalidDPoPProofError(
-            "The DPoP proof key does not match the actor token's cnf.jkt.",
+            f"The DPoP proof key does not match the {holder_name}'s cnf.jkt.",
             reason=f"proof jkt '{proof.jkt}' != token jkt '{expected_jkt}'",
         )
     return proof.jkt
