@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from agentiam.enforce import ForbiddenError, Principal, authorize_detail
+from agentiam.enforce.details import STATE_KEY, RequestState
 
 
 def scope_with(*details: dict) -> dict:
@@ -72,8 +73,9 @@ def test_detail_missing_type() -> None:
         authorize_detail(scope_with(REFUND), type="payout")
 
 
-def test_detail_float_limit_rejected() -> None:
-    detail = {"type": "refund", "max_amount": {"amount": 100.0, "currency": "EUR"}}
+@pytest.mark.parametrize("limit", [100.0, 100, "1e2", "-5", " 10"])
+def test_detail_limit_not_plain_decimal(limit: object) -> None:
+    detail = {"type": "refund", "max_amount": {"amount": limit, "currency": "EUR"}}
     with pytest.raises(ForbiddenError, match="not a decimal number"):
         authorize_detail(
             scope_with(detail), type="refund", amount=Decimal("1"), currency="EUR"
@@ -88,3 +90,39 @@ def test_detail_without_principal() -> None:
 def test_detail_amount_needs_currency() -> None:
     with pytest.raises(ValueError, match="currency"):
         authorize_detail(scope_with(REFUND), type="refund", amount=Decimal("1"))
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ("-1", "Amount '-1' is not a non-negative number."),
+        ("-0.01", "Amount '-0.01' is not a non-negative number."),
+        ("NaN", "Amount 'NaN' is not a non-negative number."),
+        ("sNaN", "Amount 'sNaN' is not a non-negative number."),
+        ("Infinity", "Amount 'Infinity' is not a non-negative number."),
+        ("-Infinity", "Amount '-Infinity' is not a non-negative number."),
+        ("-" + "1" * 60, f"Amount '-{'1' * 36}...' is not a non-negative number."),
+    ],
+    ids=["negative", "negative-cent", "nan", "snan", "inf", "minus-inf", "long"],
+)
+def test_detail_rejects_bad_amount(amount: str, message: str) -> None:
+    scope = scope_with(REFUND)
+    state = RequestState()
+    scope[STATE_KEY] = state
+
+    with pytest.raises(ForbiddenError) as caught:
+        authorize_detail(scope, type="refund", amount=Decimal(amount), currency="EUR")
+
+    assert caught.value.hint == message
+    assert caught.value.status == 403
+    assert state.forbidden is caught.value
+
+
+def test_detail_amount_must_be_decimal() -> None:
+    with pytest.raises(TypeError, match="needs a Decimal amount, not 'str'"):
+        authorize_detail(
+            scope_with(REFUND),
+            type="refund",
+            amount="1",  # type: ignore[arg-type]
+            currency="EUR",
+        )

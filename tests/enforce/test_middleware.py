@@ -6,6 +6,10 @@ import asyncio
 
 import pytest
 from enforce_fakes import AUDIENCE, ORCHESTRATOR, WORKER, World, starlette_app
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from agentiam.jose import SigningKey
 
@@ -399,3 +403,31 @@ async def test_decision_records_caller(world: World) -> None:
 
 
 CALLER = ("human", "actors", "task_path", "grant_id", "receipt_hash", "jti")
+
+
+async def test_app_error_recorded_as_allow_with_error_outcome() -> None:
+    async def ticket(request: Request) -> JSONResponse:
+        if request.path_params["id"] == "boom":
+            raise RuntimeError("handler failed")
+        return JSONResponse({"ticket": request.path_params["id"]})
+
+    app = Starlette(routes=[Route("/tickets/{id}", ticket, methods=["GET"])])
+    world = World(app)
+    try:
+        token = world.token()
+        with pytest.raises(RuntimeError, match="handler failed"):
+            await world.call("GET", "/tickets/boom", token)
+        assert (await world.call("GET", "/tickets/T-1", token)).status_code == 200
+        await world.middleware.decisions.flush()
+    finally:
+        await world.close()
+
+    failed, later = world.issuer.batches[0]["decisions"]
+    assert {k: failed[k] for k in ("decision", "outcome", "status", "reason")} == {
+        "decision": "allow",
+        "outcome": "error",
+        "status": 500,
+        "reason": "application raised RuntimeError",
+    }
+    assert later["decision"] == "allow"
+    assert "outcome" not in later

@@ -98,6 +98,23 @@ def test_decisions_are_committed_before_response(world) -> None:
     assert last.event.request["path"] == "/refunds"
 
 
+def test_decisions_record_outcome(world) -> None:
+    failed = _decision(1, status=500, reason="application raised RuntimeError")
+    failed["outcome"] = "error"
+    response = _post_decisions(world, [_decision(2), failed, _decision(3)])
+    assert response.json() == {"accepted": 3, "duplicates": 0}
+
+    audit = world["ctx"].audit
+    stored = [audit.get(audit.stored_size() - n).event for n in (3, 2, 1)]
+    assert [(e.decision, e.outcome) for e in stored] == [
+        ("deny", "refused"),
+        ("allow", "error"),
+        ("allow", "granted"),
+    ]
+    assert stored[1].reason == "application raised RuntimeError"
+    assert stored[1].request["status"] == 500
+
+
 def test_decisions_deduplicate_retried_ids(world) -> None:
     assert _post_decisions(world, [_decision(1)]).json()["accepted"] == 1
     again = _post_decisions(world, [_decision(1), _decision(3)])
@@ -115,6 +132,20 @@ def test_decisions_require_client(world) -> None:
     [
         pytest.param(_decision(1, extra=1), "unknown member 'extra'", id="extra"),
         pytest.param(_decision(1, decision="maybe"), "'allow' or 'deny'", id="value"),
+        pytest.param(
+            _decision(1, decision="error"), "'allow' or 'deny'", id="error-decision"
+        ),
+        pytest.param(
+            _decision(2, outcome="error"),
+            "'decisions[1].outcome' must be 'refused' when the decision is 'deny'.",
+            id="deny-error",
+        ),
+        pytest.param(
+            _decision(1, outcome="maybe"),
+            "'decisions[1].outcome' must be 'granted' or 'error' when the decision "
+            "is 'allow'.",
+            id="outcome",
+        ),
         pytest.param(_decision(1, status=99), "HTTP status code", id="status"),
         pytest.param(_decision(1, path="refunds"), "start with '/'", id="path"),
         pytest.param(

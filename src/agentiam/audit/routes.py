@@ -49,6 +49,7 @@ _DECISION_KEYS: Final = frozenset(
         "time",
         "audience",
         "decision",
+        "outcome",
         "reason",
         "method",
         "path",
@@ -64,6 +65,12 @@ _DECISION_KEYS: Final = frozenset(
 _REQUIRED_DECISION_KEYS: Final = frozenset(
     {"ver", "id", "time", "decision", "method", "path", "status"}
 )
+# The outcomes a resource server may report for each decision; the first is the
+# default. "error" is an allowed request whose application then failed.
+_DECISION_OUTCOMES: Final = {
+    "allow": ("granted", "error"),
+    "deny": ("refused",),
+}
 _NO_STORE: Final = {"Cache-Control": "no-store"}
 
 
@@ -172,8 +179,16 @@ def _check_decision_shape(index: int, record: Any) -> Mapping[str, Any]:
         raise InvalidRequestError(f"'{where}' is missing member '{missing[0]}'.")
     if record["ver"] != DECISION_RECORD_VERSION:
         raise InvalidRequestError(f"'{where}.ver' must be {DECISION_RECORD_VERSION}.")
-    if record["decision"] not in ("allow", "deny"):
+    decision = record["decision"]
+    outcomes = _DECISION_OUTCOMES.get(decision) if isinstance(decision, str) else None
+    if outcomes is None:
         raise InvalidRequestError(f"'{where}.decision' must be 'allow' or 'deny'.")
+    outcome = record.get("outcome", outcomes[0])
+    if outcome not in outcomes:
+        expected = " or ".join(f"'{name}'" for name in outcomes)
+        raise InvalidRequestError(
+            f"'{where}.outcome' must be {expected} when the decision is '{decision}'."
+        )
 
     status = record["status"]
     if (
@@ -213,7 +228,7 @@ def _decision_event(index: int, record: Any, client: Client) -> AuditEvent:
         return AuditEvent(
             type="decision",
             decision=checked["decision"],
-            outcome="granted" if checked["decision"] == "allow" else "refused",
+            outcome=checked.get("outcome", _DECISION_OUTCOMES[checked["decision"]][0]),
             reason=checked.get("reason"),
             human=checked.get("human"),
             receipt_hash=checked.get("receipt_hash"),

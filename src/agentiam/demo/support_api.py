@@ -59,13 +59,18 @@ async def export_customers(request: Request) -> JSONResponse:
 
 async def create_refund(request: Request) -> JSONResponse:
     """Issue a refund after checking the amount against the token's limit."""
-    body = await request.json()
     try:
+        body = await request.json()
         amount = Decimal(str(body["amount"]))
         currency = str(body["currency"])
-    except (KeyError, InvalidOperation) as err:
+    except (ValueError, LookupError, TypeError, InvalidOperation, RecursionError):
+        # Not JSON, not an object, or no amount and currency: the request is bad.
+        # A negative or NaN amount parses and is refused by authorize_detail.
         return JSONResponse(
-            {"error": "invalid_request", "error_description": f"Bad refund: {err}"},
+            {
+                "error": "invalid_request",
+                "error_description": "A refund needs an amount and a currency.",
+            },
             status_code=400,
         )
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Decimal
+from typing import Any, NoReturn
 
 from agentiam.enforce.errors import ForbiddenError
 from agentiam.enforce.principal import Principal
+from agentiam.tokens.amounts import parse_amount
+from agentiam.tokens.errors import InvalidAmountError
 
 PRINCIPAL_KEY = "agentiam.principal"
 STATE_KEY = "agentiam.enforcement"
@@ -39,28 +42,41 @@ def authorize_detail(
     An object covers the request when its ``type`` matches, its ``actions`` contain
     ``action`` (when one is given) and, when ``amount`` is given, its ``max_amount``
     has the same currency and an amount at least as large (RFC 9396 section 2).
-    Amounts are compared as Decimal, never as float. Once this raises under the
-    middleware, the middleware sends 403 even if the handler catches the error.
+    Amounts are compared as Decimal, never as float. A negative, NaN or infinite
+    amount is covered by no grant. Once this raises under the middleware, the
+    middleware sends 403 even if the handler catches the error.
 
     Args:
         request: a Starlette or FastAPI request, or the ASGI scope itself.
+        amount: the amount the request asks for, already parsed from the request.
 
     Returns:
         The first covering object.
 
     Raises:
-        ForbiddenError: no object covers the request, or the middleware did not run.
-        ValueError: ``amount`` is given without ``currency`` or is negative.
+        ForbiddenError: no object covers the request, the amount is negative or
+            not finite, or the middleware did not run.
+        ValueError: ``amount`` is given without ``currency``, a mistake in the
+            calling code rather than in the request.
+        TypeError: ``amount`` is not a Decimal.
     """
-    if amount is not None and (
-        currency is None or amount < 0 or not amount.is_finite()
-    ):
-        raise ValueError("authorize_detail needs a non-negative amount and a currency.")
+    if amount is not None:
+        if not isinstance(amount, Decimal):
+            raise TypeError(
+                "authorize_detail needs a Decimal amount, not "
+                f"'{builtins.type(amount).__name__}'."
+            )
+        if currency is None:
+            raise ValueError("authorize_detail needs a currency with an amount.")
 
     scope: Mapping[str, Any] = getattr(request, "scope", request)
     principal = scope.get(PRINCIPAL_KEY)
     if not isinstance(principal, Principal):
         raise ForbiddenError(reason="authorize_detail ran without a verified principal")
+
+    # is_finite comes first: ordering a NaN Decimal raises InvalidOperation.
+    if amount is not None and (not amount.is_finite() or amount < 0):
+        _deny(scope, f"Amount '{_short(amount)}' is not a non-negative number.")
 
     candidates = [d for d in principal.authorization_details if d.get("type") == type]
     reasons: list[str] = []
@@ -70,12 +86,24 @@ def authorize_detail(
             return detail
         reasons.append(reason)
 
-    hint = reasons[0] if reasons else f"No authorization_details of type '{type}'."
+    _deny(
+        scope, reasons[0] if reasons else f"No authorization_details of type '{type}'."
+    )
+
+
+def _deny(scope: Mapping[str, Any], hint: str) -> NoReturn:
+    """Raise ForbiddenError, and mark the request denied for the middleware."""
     error = ForbiddenError(hint)
     state = scope.get(STATE_KEY)
     if isinstance(state, RequestState):
         state.forbidden = error
     raise error
+
+
+def _short(amount: Decimal) -> str:
+    # The amount comes from the request, so its text is bounded in the hint.
+    text = str(amount)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _uncovered_reason(
@@ -119,12 +147,9 @@ def _uncovered_reason(
 
 
 def _decimal(value: object) -> Decimal | None:
-    # Floats are rejected because their binary value is not the decimal the grant
-    # was written with.
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return None
+    # The server issues limits as plain decimal strings, so a float, an integer
+    # or an exponent such as "1e2" in a token's limit is no valid limit.
     try:
-        number = Decimal(value)
-    except InvalidOperation:
+        return parse_amount(value)
+    except InvalidAmountError:
         return None
-    return number if number.is_finite() else None

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -25,7 +26,7 @@ from agentiam.enforce._claims import (
     VerifiedToken,
     verified_token,
 )
-from agentiam.enforce.audit import DECISION_VERSION, DecisionSink
+from agentiam.enforce.audit import DECISION_VERSION, OUTCOME_ERROR, DecisionSink
 from agentiam.enforce.cache import TokenCache
 from agentiam.enforce.config import EnforcementConfig, Rule
 from agentiam.enforce.details import PRINCIPAL_KEY, STATE_KEY, RequestState
@@ -240,7 +241,16 @@ class EnforcementMiddleware:
             if forbidden is None and isinstance(err, ForbiddenError):
                 forbidden = err
             if forbidden is None or started:
-                self._record(scope, verified, 500, "error", type(err).__name__)
+                # The request was authorized and then failed in the application,
+                # so the decision stays "allow" and the outcome names the failure.
+                self._record(
+                    scope,
+                    verified,
+                    500,
+                    "allow",
+                    f"application raised {type(err).__name__}",
+                    outcome=OUTCOME_ERROR,
+                )
                 raise
             state.forbidden = forbidden
 
@@ -464,20 +474,24 @@ class EnforcementMiddleware:
         status: int,
         decision: str,
         reason: str,
+        *,
+        outcome: str | None = None,
     ) -> None:
         # The members that name the caller are built once per token, in VerifiedToken.
         caller = NO_CALLER if verified is None else verified.record_fields
-        self.decisions.submit(
-            {
-                "ver": DECISION_VERSION,
-                "id": secrets.token_urlsafe(16),
-                "time": self.config.clock(),
-                "audience": self.config.audience,
-                "decision": decision,
-                "reason": reason,
-                "method": scope.get("method"),
-                "path": scope.get("path"),
-                "status": status,
-                **caller,
-            }
-        )
+        record: dict[str, Any] = {
+            "ver": DECISION_VERSION,
+            "id": secrets.token_urlsafe(16),
+            "time": self.config.clock(),
+            "audience": self.config.audience,
+            "decision": decision,
+            "reason": reason,
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "status": status,
+            **caller,
+        }
+        # Without "outcome" the audit log derives it from the decision.
+        if outcome is not None:
+            record["outcome"] = outcome
+        self.decisions.submit(record)

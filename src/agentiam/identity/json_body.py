@@ -15,20 +15,25 @@ if TYPE_CHECKING:
 
 
 async def read_json_object(
-    request: Request, ctx: ServerContext, *, members: Collection[str]
+    request: Request,
+    ctx: ServerContext,
+    *,
+    members: Collection[str],
+    allow_empty: bool = False,
 ) -> dict[str, Any]:
     """Read a strict JSON object body of at most ``form_max_bytes``.
 
     Args:
         members: the member names the route accepts; any other member is rejected.
+        allow_empty: read an empty body, whatever its content type, as ``{}``.
 
     Raises:
         InvalidRequestError: wrong content type, too large, not strict UTF-8 JSON
             (see ``agentiam.strict_json``), not an object, or an unknown member.
     """
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise InvalidRequestError("Expected the content type application/json.")
+    # Without allow_empty the content type is checked before the body is read.
+    if not allow_empty:
+        _require_json_content_type(request)
 
     limit = ctx.settings.form_max_bytes
     body = bytearray()
@@ -36,6 +41,10 @@ async def read_json_object(
         body.extend(chunk)
         if len(body) > limit:
             raise InvalidRequestError(f"The body is larger than {limit} bytes.")
+    if allow_empty:
+        if not body:
+            return {}
+        _require_json_content_type(request)
 
     try:
         value = strict_json.loads(bytes(body), what="The body")
@@ -47,6 +56,12 @@ async def read_json_object(
     if unknown:
         raise InvalidRequestError(f"The member {unknown[0][:64]!r} is not allowed.")
     return value
+
+
+def _require_json_content_type(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise InvalidRequestError("Expected the content type application/json.")
 
 
 def string_member(body: dict[str, Any], name: str) -> str:
