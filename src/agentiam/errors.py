@@ -28,12 +28,20 @@ class OAuthError(AgentIAMError):
     def wire_description(self) -> str:
         """Return the description sent to the client: fixed text plus the hint."""
         if self.hint:
-            return f"{self.description} {self.hint}"
+            return f"{self.description} {_encodable(self.hint)}"
         return self.description
 
     def to_dict(self) -> dict[str, str]:
         """Return the JSON error body."""
         return {"error": self.error, "error_description": self.wire_description}
+
+
+def _encodable(text: str) -> str:
+    # A hint can quote a value with a lone surrogate, which UTF-8 cannot encode, so
+    # the surrogate is written as a backslash escape and the response can be sent.
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class InvalidRequestError(OAuthError):

@@ -24,7 +24,7 @@ def split_scope(text: str) -> tuple[str, ...]:
 
     Raises:
         InvalidScopeError: ``text`` is empty, has an empty token (a leading,
-            trailing or doubled space) or a character outside the token set; the
+            trailing or doubled space) or a character outside the token set. The
             message quotes the token, cut to 64 characters.
     """
     if _SCOPE.fullmatch(text):

@@ -6,7 +6,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from agentiam.api.errors import exception_handlers
+from agentiam.api.errors import exception_handlers, www_authenticate
 from agentiam.errors import (
     AgentIAMError,
     InvalidClientError,
@@ -94,3 +94,20 @@ def test_method_not_allowed_json(client):
     assert response.status_code == 405
     assert response.json()["error"] == "method_not_allowed"
     assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD"}
+
+
+def test_hint_with_lone_surrogate_is_encodable():
+    error = InvalidGrantError("Unknown login '\udfff'.")
+    assert error.wire_description == (
+        "The grant or token presented is invalid. Unknown login '\\udfff'."
+    )
+    error.to_dict()["error_description"].encode("utf-8")
+
+
+def test_challenge_is_printable_ascii():
+    challenge = www_authenticate(InvalidTokenError("Bad '\u20ac\n\udfff'."))
+    assert challenge == (
+        'DPoP realm="agentiam", error="invalid_token", error_description="The '
+        "access token is invalid. Bad '\\u20ac\\n\\\\udfff'.\""
+    )
+    challenge.encode("ascii")

@@ -128,3 +128,14 @@ def test_repeated_parameter_name_cut():
         parse_form_body(f"{name}=1&{name}=2".encode())
 
     assert f"The parameter '{'n' * 64}' is repeated." in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"a=%ED%A0%80", b"a=%C0%AF", b"a=%E2%82", b"%FF=1"],
+    ids=["surrogate", "overlong", "truncated", "name"],
+)
+def test_invalid_utf8_percent_encoded_rejected(body):
+    with pytest.raises(InvalidRequestError) as info:
+        parse_form_body(body)
+    assert info.value.hint == "A form parameter is not valid UTF-8."

@@ -87,7 +87,25 @@ REJECTED = [
         "bad-scope-token",
         {"scope": 'tickets "x'},
         InvalidScopeError,
-        "Invalid scope value '\"x'.",
+        "Invalid scope value '\"x': the character '\"' is not allowed in a scope "
+        "token.",
+    ),
+    (
+        "tab-in-scope",
+        {"scope": "tickets\trefunds"},
+        InvalidScopeError,
+        "Invalid scope value 'tickets\\trefunds': the character '\\t' is not "
+        "allowed in a scope token.",
+    ),
+    (
+        "exponent-amount",
+        {
+            "authorization_details": '[{"type": "refund", '
+            '"max_amount": {"amount": "1e2", "currency": "EUR"}}]'
+        },
+        InvalidAuthorizationDetailsError,
+        "Invalid amount '1e2' in 'authorization_details[0].max_amount.amount': "
+        "expected a string of digits with an optional fraction, such as '12.50'.",
     ),
     (
         "missing-scope",

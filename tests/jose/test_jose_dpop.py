@@ -27,6 +27,7 @@ from agentiam.jose import (
     verify_dpop_proof,
 )
 from agentiam.jose._base64url import b64url_encode
+from agentiam.jose.dpop import _check_time
 from agentiam.jose.jws import sign_bytes, sign_jws_with_header
 
 NOW = 1_700_000_000.0
@@ -438,4 +439,42 @@ def test_cached_header_algorithms_narrowed() -> None:
         UnsupportedAlgorithmError,
         "JWS algorithm 'ES256' is not allowed",
         algorithms=frozenset({"EdDSA"}),
+    )
+
+
+@pytest.mark.parametrize(
+    ("iat", "shown"),
+    [(1e300, "1e+300"), (-(2.0**53), "-9007199254740992.0")],
+    ids=["huge-float", "just-below"],
+)
+def test_iat_out_of_range(iat: float, shown: str) -> None:
+    expect(
+        proof_with(claims(iat=iat)),
+        DPoPProofError,
+        f"DPoP proof claim 'iat' {shown} is out of range: a NumericDate must be "
+        "between -(2**53 - 1) and 2**53 - 1",
+    )
+
+
+@pytest.mark.parametrize(
+    ("iat", "shown"),
+    [(10**400, "(an integer of 1329 bits)"), (float("nan"), "nan")],
+    ids=["huge-integer", "nan"],
+)
+def test_check_time_out_of_range(iat: float, shown: str) -> None:
+    # Neither value passes the JWS payload parser, so the check is called directly.
+    with pytest.raises(DPoPProofError) as info:
+        _check_time(iat, now=NOW, max_age=300, leeway=60)
+    assert str(info.value) == (
+        f"DPoP proof claim 'iat' {shown} is out of range: a NumericDate must be "
+        "between -(2**53 - 1) and 2**53 - 1"
+    )
+
+
+def test_iat_huge_integer_in_payload() -> None:
+    with pytest.raises(JOSEError) as info:
+        verify(proof_with(claims(iat=10**400)))
+    assert str(info.value) == (
+        "JSON number '10000000000000000000...' (401 digits) in member 'iat' is out "
+        "of range: integers must be between -(2**53 - 1) and 2**53 - 1"
     )

@@ -28,6 +28,7 @@ from agentiam.jose import (
 )
 from agentiam.jose._base64url import b64url_encode
 from agentiam.jose.jws import normalize_typ, sign_jws_with_header
+from agentiam.strict_json import MAX_INTEGER
 
 ES256_KEY = SigningKey.generate("ES256", kid="es")
 ED_KEY = SigningKey.generate("EdDSA", kid="ed")
@@ -369,7 +370,12 @@ def test_unverified_header() -> None:
 
 CLAIMS = st.dictionaries(
     st.text(max_size=10),
-    st.one_of(st.integers(), st.text(max_size=20), st.booleans(), st.none()),
+    st.one_of(
+        st.integers(-MAX_INTEGER, MAX_INTEGER),
+        st.text(max_size=20),
+        st.booleans(),
+        st.none(),
+    ),
     max_size=6,
 )
 

@@ -34,6 +34,7 @@ from agentiam.tokens import (
     verify_session_token,
     verify_svid,
 )
+from agentiam.tokens._checks import numeric_date
 
 ISSUER = "http://127.0.0.1:8800"
 AUDIENCE = "https://support.example/api"
@@ -437,6 +438,18 @@ def test_wrong_version() -> None:
         ("iss", None, "Token claim 'iss' is missing"),
         ("exp", "soon", "Token claim 'exp' must be a number"),
         ("exp", True, "Token claim 'exp' must be a number"),
+        (
+            "exp",
+            1e300,
+            "Token claim 'exp' 1e+300 is out of range: a NumericDate must be "
+            "between -(2**53 - 1) and 2**53 - 1",
+        ),
+        (
+            "iat",
+            -(2.0**53),
+            "Token claim 'iat' -9007199254740992.0 is out of range: a NumericDate "
+            "must be between -(2**53 - 1) and 2**53 - 1",
+        ),
         ("nbf", None, "Token claim 'nbf' is missing"),
         ("aud", [], "Token claim 'aud' must not be empty"),
         ("aud", 5, "Token claim 'aud' must be a list of non-empty strings"),
@@ -585,3 +598,25 @@ def test_depth_disagrees_with_act() -> None:
         check_access,
         access(access_claims(depth=2)),
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(10**400, "(an integer of 1329 bits)"), (float("nan"), "nan")],
+    ids=["huge-integer", "nan"],
+)
+def test_numeric_date_out_of_range(value: float, shown: str) -> None:
+    # Neither value passes the JWS payload parser, so the check is called directly.
+    with pytest.raises(InvalidClaimError) as info:
+        numeric_date({"exp": value}, "exp")
+    assert str(info.value) == (
+        f"Token claim 'exp' {shown} is out of range: a NumericDate must be between "
+        "-(2**53 - 1) and 2**53 - 1"
+    )
+
+
+def test_huge_exp_is_malformed() -> None:
+    token = access(access_claims(exp=10**400))
+    with pytest.raises(MalformedTokenError) as info:
+        check_access(token)
+    assert "in member 'exp' is out of range" in str(info.value)

@@ -44,6 +44,13 @@ def www_authenticate(error: OAuthError) -> str:
     401, such as ``invalid_client``, a Basic challenge (RFC 6749 section 5.2).
     """
     description = error.wire_description.replace("\\", "\\\\").replace('"', '\\"')
+    # Header values are Latin-1 and RFC 6750 section 3 allows only printable ASCII
+    # in error_description, so anything else is written as a backslash escape.
+    if not description.isascii() or not description.isprintable():
+        description = "".join(
+            char if " " <= char <= "~" else char.encode("unicode_escape").decode()
+            for char in description
+        )
     scheme = "DPoP" if isinstance(error, InvalidTokenError) else "Basic"
     return (
         f'{scheme} realm="agentiam", error="{error.error}", '

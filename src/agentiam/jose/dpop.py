@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import math
 import secrets
 import threading
 from collections import OrderedDict
@@ -36,6 +35,7 @@ from agentiam.jose.keys import (
     public_key_to_jwk,
 )
 from agentiam.jose.replay import ReplayCache
+from agentiam.strict_json import MAX_INTEGER
 
 DPOP_TYP = "dpop+jwt"
 DPOP_HEADER: frozenset[str] = frozenset({"alg", "typ", "jwk"})
@@ -180,12 +180,15 @@ def _string_claim(claims: dict[str, Any], name: str) -> str:
 
 
 def _check_time(iat: Any, *, now: float, max_age: float, leeway: float) -> float:
-    if (
-        isinstance(iat, bool)
-        or not isinstance(iat, int | float)
-        or not math.isfinite(iat)
-    ):
+    if isinstance(iat, bool) or not isinstance(iat, int | float):
         raise DPoPProofError("DPoP proof claim 'iat' is missing or not a number")
+    # Comparing first keeps float() below from overflowing on a huge integer; NaN
+    # fails both comparisons and is rejected here too.
+    if not -MAX_INTEGER <= iat <= MAX_INTEGER:
+        raise DPoPProofError(
+            f"DPoP proof claim 'iat' {_shown_number(iat)} is out of range: a "
+            "NumericDate must be between -(2**53 - 1) and 2**53 - 1"
+        )
     if iat > now + leeway:
         raise DPoPProofError(
             f"DPoP proof iat {iat} is in the future (now {now:.0f}, leeway {leeway} s)"
@@ -195,6 +198,13 @@ def _check_time(iat: Any, *, now: float, max_age: float, leeway: float) -> float
             f"DPoP proof iat {iat} is older than {max_age} s (now {now:.0f})"
         )
     return float(iat)
+
+
+def _shown_number(value: int | float) -> str:
+    # str() of an integer past 4300 digits raises, so a long one is shown by size.
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"(an integer of {value.bit_length()} bits)"
+    return repr(value)
 
 
 def _proof_header(header_part: str, algorithms: frozenset[str]) -> _ProofHeader:

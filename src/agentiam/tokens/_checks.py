@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentiam.spiffe import SPIFFEID, SPIFFEIDError
+from agentiam.strict_json import MAX_INTEGER
 from agentiam.tokens.errors import InvalidClaimError
 
 
@@ -36,6 +37,26 @@ def number(claims: dict[str, Any], key: str, name: str | None = None) -> float:
     value = claims.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _error(claims, key, name, "a number")
+    return value
+
+
+def numeric_date(claims: dict[str, Any], key: str, name: str | None = None) -> float:
+    """Return a NumericDate (RFC 7519 section 2): a number within the I-JSON range.
+
+    The range check comes before any float conversion, so a huge integer cannot
+    overflow it, and NaN fails the check.
+    """
+    value = number(claims, key, name)
+    if not -MAX_INTEGER <= value <= MAX_INTEGER:
+        name = name or key
+        shown = repr(value)
+        if isinstance(value, int) and value.bit_length() > 64:
+            shown = f"(an integer of {value.bit_length()} bits)"
+        raise InvalidClaimError(
+            name,
+            f"Token claim {name!r} {shown} is out of range: a NumericDate must be "
+            "between -(2**53 - 1) and 2**53 - 1",
+        )
     return value
 
 

@@ -1,7 +1,7 @@
 """Amounts in authorization_details, such as the ``max_amount`` of a refund.
 
-RFC 9396 leaves the form of an amount to each type; agentiam fixes one: a JSON
-string in plain decimal notation, digits with an optional fraction (``"12.50"``).
+RFC 9396 leaves the form of an amount to each type, and agentiam fixes one: a
+JSON string in plain decimal notation, digits with an optional fraction (``"12.50"``).
 Exponents, signs, spaces, underscores and non-ASCII digits are rejected, although
 ``Decimal`` accepts them, so that an amount means what it shows: ``Decimal("1e2")``
 is 100 but prints as ``1E+2``.

@@ -76,3 +76,7 @@ class TokenNotYetValidError(TokenError):
 
 class TokenIssuedInFutureError(TokenNotYetValidError):
     """The token's ``iat`` is later than now plus the leeway."""
+
+
+class InvalidAmountError(AgentIAMError, ValueError):
+    """An amount in authorization_details is not in plain decimal notation."""
