@@ -1,8 +1,10 @@
 """``agentiam audit verify FILE``: each kind of tampering with an exported log.
 
-The six cases are the ones an export verifier must catch: an edited, a deleted or
-a reordered event, a truncated tail, a forged tree head, and a log rolled back
-behind a tree head the auditor kept from earlier.
+The cases are the ones an export verifier must catch: an edited, a deleted, a
+duplicated or a reordered event, a truncated tail, a forged tree head, a log
+rolled back behind a tree head the auditor kept from earlier, and a forged export
+whose hashes were all recomputed, with its heads dropped or with events appended
+after its last head.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from agentiam.api.context import close_context, open_context
+from agentiam.audit.chain import GENESIS_CHAIN_HASH, b64url, next_chain_hash
 from agentiam.audit.events import AuditEvent
+from agentiam.audit.merkle import leaf_hash
 from agentiam.cli.main import main
 from agentiam.config import load_settings
 from agentiam.jose import SigningKey, sign_jws
@@ -188,3 +192,113 @@ def test_export_verify_trusted_head_extends(data_dir, tmp_path, capsys) -> None:
     path = tmp_path / "audit.jsonl"
     _export(data_dir, path)
     assert _verify(data_dir, path, trusted) == 0
+
+
+def _rehash(lines: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Recompute every leaf and chain hash, as a forger with the scheme would."""
+    chain = GENESIS_CHAIN_HASH
+    for line in lines:
+        if line["kind"] != "event":
+            continue
+        canonical = AuditEvent.from_dict(line["event"]).canonical()  # type: ignore[arg-type]
+        leaf = leaf_hash(canonical)
+        chain = next_chain_hash(chain, leaf)
+        line["leaf_hash"], line["chain_hash"] = b64url(leaf), b64url(chain)
+    return lines
+
+
+def test_export_verify_finds_forged_export_without_heads(
+    data_dir, exported, capsys
+) -> None:
+    path, lines = exported
+    lines[4]["event"]["decision"] = "deny"  # type: ignore[index]
+    _write(path, _rehash([line for line in lines if line["kind"] != "tree_head"]))
+    assert _verify(data_dir, path) == 1
+    err = capsys.readouterr().err
+    assert (
+        "failed at position 0: the export holds no verified signed tree head, "
+        "so its 10 events from seq 0 are covered by none" in err
+    )
+
+
+def test_export_verify_finds_forged_tail(data_dir, exported, capsys) -> None:
+    path, lines = exported
+    head = lines[-1]
+    forged = dict(lines[-2])
+    forged["seq"] = 10
+    forged["event"] = {**forged["event"], "human": "mallory"}  # type: ignore[dict-item]
+    _write(path, _rehash([*lines[:-1], forged, head]))
+
+    for trusted in ((), (str(head["signature"]),)):
+        assert _verify(data_dir, path, *trusted) == 1
+        err = capsys.readouterr().err
+        assert (
+            "failed at position 10: 1 events after seq 9 are covered by no "
+            "signed tree head" in err
+        )
+
+
+def test_export_verify_names_swapped_events(data_dir, exported, capsys) -> None:
+    path, lines = exported
+    lines[3], lines[4] = lines[4], lines[3]
+    _write(path, lines)
+    assert _verify(data_dir, path) == 1
+    assert (
+        "position 2: expected seq 2, found seq 3; seq 2 comes later "
+        "(events reordered)" in capsys.readouterr().err
+    )
+
+
+def test_export_verify_names_duplicated_event(data_dir, exported, capsys) -> None:
+    path, lines = exported
+    _write(path, [*lines[:5], lines[4], *lines[5:]])
+    assert _verify(data_dir, path) == 1
+    assert (
+        "position 4: expected seq 4, found seq 3 again (event duplicated)"
+        in capsys.readouterr().err
+    )
+
+
+def test_export_signs_head_over_unsigned_tail(data_dir, tmp_path, capsys) -> None:
+    _record(data_dir, 4)
+    _record(data_dir, 3, sign=False)
+    path = tmp_path / "audit.jsonl"
+    lines = _export(data_dir, path)
+    assert [line["tree_size"] for line in lines if line["kind"] == "tree_head"] == [
+        4,
+        7,
+    ]
+    assert _verify(data_dir, path) == 0
+    assert "7 events, 2 signed tree heads" in capsys.readouterr().out
+
+    # The fresh head is stored, so a second export signs no other one.
+    assert (
+        len([line for line in _export(data_dir, path) if line["kind"] == "tree_head"])
+        == 2
+    )
+
+
+def test_export_signs_no_head_over_broken_log(data_dir, tmp_path, capsys) -> None:
+    _record(data_dir, 4)
+    _record(data_dir, 3, sign=False)
+    with sqlite3.connect(next(data_dir.glob("*.db"))) as conn:
+        conn.execute("UPDATE audit_events SET chain_hash = zeroblob(32) WHERE seq = 5")
+    path = tmp_path / "audit.jsonl"
+    assert main(["audit", "export", str(path), "--data-dir", str(data_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "audit export failed: the log does not verify at position 5:" in err
+    kinds = [json.loads(line)["kind"] for line in path.read_text().splitlines()]
+    assert kinds.count("event") == 7
+    assert kinds.count("tree_head") == 1
+
+
+def test_database_verify_warns_of_unsigned_tail(data_dir, capsys) -> None:
+    _record(data_dir, 4)
+    _record(data_dir, 3, sign=False)
+    assert main(["audit", "verify", "--data-dir", str(data_dir)]) == 0
+    captured = capsys.readouterr()
+    assert "audit log verified: 7 events, 1 signed tree heads" in captured.out
+    assert (
+        "agentiam: warning: position 4: 3 events after seq 3 are covered by no "
+        "signed tree head yet; 'agentiam audit sign-head' signs one now" in captured.err
+    )

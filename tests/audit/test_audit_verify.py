@@ -216,3 +216,39 @@ def test_verify_finds_tampered_head_signature(filled: AuditLog, keyring) -> None
     report = _verify(filled, keyring)
     assert report.problems[0].position == "tree head 1 (size 10)"
     assert "forged tree head" in report.problems[0].message
+
+
+def test_verify_warns_of_unsigned_tail(filled: AuditLog, keyring) -> None:
+    asyncio.run(filled.record(AuditEvent("decision", "allow", "granted")))
+    report = _verify(filled, keyring)
+    assert report.ok, report.problems
+    assert report.covered == 10
+    assert [str(warning) for warning in report.warnings] == [
+        "position 10: 1 events after seq 9 are covered by no signed tree head"
+    ]
+
+
+def test_verify_warns_of_log_without_heads(filled: AuditLog, keyring) -> None:
+    with filled._engine.begin() as conn:
+        conn.execute(delete(tree_heads))
+    report = _verify(filled, keyring)
+    assert report.ok, report.problems
+    assert [str(warning) for warning in report.warnings] == [
+        "position 0: 10 events from seq 0 are covered by no signed tree head"
+    ]
+
+
+def test_verify_forged_head_covers_nothing(filled: AuditLog, keyring) -> None:
+    forger = SigningKey.generate("ES256")
+    asyncio.run(filled.record(AuditEvent("decision", "allow", "granted")))
+    head = sign_tree_head(11, filled.root(11), 1.0, forger, issuer=ISSUER)
+    with filled._engine.begin() as conn:
+        conn.execute(
+            tree_heads.insert().values(
+                size=head.size, root=head.root, timestamp=head.timestamp,
+                kid=head.kid, signature=head.signature, version=head.version,
+            )
+        )  # fmt: skip
+    report = _verify(filled, keyring)
+    assert report.covered == 10
+    assert report.warnings[0].position == "position 10"

@@ -71,7 +71,9 @@ def test_export_default_is_jsonl(data_dir: Path, tmp_path: Path) -> None:
 
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines[0] == {"kind": "header", "version": 1}
-    assert [line["kind"] for line in lines[1:]] == ["event"] * 3
+    # The export signs a tree head over the three events it writes.
+    assert [line["kind"] for line in lines[1:]] == ["event"] * 3 + ["tree_head"]
+    assert lines[-1]["tree_size"] == 3
     assert lines[1]["event"]["type"] == "grant.approved"
 
 

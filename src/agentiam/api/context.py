@@ -18,6 +18,7 @@ import sqlalchemy
 from agentiam.config import Settings
 from agentiam.keys import KeyRing
 from agentiam.storage.engine import create_engine
+from agentiam.storage.files import prepare_data_dir
 from agentiam.storage.migrate import require_schema_current, upgrade
 from agentiam.storage.writer import GroupCommitWriter
 from agentiam.tokens import AccessTokenClaims, SVIDClaims
@@ -63,7 +64,7 @@ def open_context(
     The writer is started, so ``run_sync`` and ``submit`` work at once.  Call
     ``close_context`` when done.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir)
     engine = create_engine(settings.database_url)
 
     upgrade(engine)

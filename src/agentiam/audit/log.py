@@ -483,13 +483,16 @@ class AuditLog:
             rows = conn.execute(select(tree_heads).order_by(tree_heads.c.id)).all()
         return [tree_head_from_row(row) for row in rows]
 
-    def _sign_current(self) -> TreeHead:
+    def _sign_current(self, size: int | None = None) -> TreeHead:
         if self.keyring is None:
             raise TreeHeadError(
                 "No key ring was given to the audit log, so it cannot sign tree heads."
             )
-        size = self.stored_size()
-        root = self._tree.subtree_root(0, size)
+        if size is None:
+            size = self.stored_size()
+            root = self._tree.subtree_root(0, size)
+        else:
+            root = self.root(size)
         return sign_tree_head(
             size, root, self._clock(), self.keyring.active(), issuer=self._issuer
         )
@@ -528,9 +531,17 @@ class AuditLog:
         log.info("Signed audit tree head", extra={"tree_size": head.size})
         return head
 
-    def sign_tree_head_sync(self) -> TreeHead:
-        """Sign and store a tree head from synchronous code (the CLI)."""
-        head = self._sign_current()
+    def sign_tree_head_sync(self, size: int | None = None) -> TreeHead:
+        """Sign and store a tree head from synchronous code (the CLI).
+
+        Args:
+            size: the number of events the head covers (default: every event).
+
+        Raises:
+            TreeHeadError: there is no key ring.
+            ProofError: ``size`` is larger than the log.
+        """
+        head = self._sign_current(size)
         self._writer.run_sync(lambda conn: self._store_head(conn, head))
         self._last_head_size = max(self._last_head_size, head.size)
         return head

@@ -15,6 +15,15 @@ reads the lines once, as they come.  The tree heads follow the events in an
 export, so it keeps every leaf hash (32 bytes an event, 32 MB for a million) and
 the subtree roots above ``NODE_LEVEL`` to compute each head's root at the end.
 
+Every event must be covered by a signed tree head: a head, stored or trusted,
+whose signature and root verify and whose size is above the event's ``seq``.  An
+export with no such head, or with events after the largest one, fails: anyone can
+recompute the unkeyed leaf and chain hashes, so only a signature binds the events.
+``agentiam audit export`` signs a head over every event it writes, so an honest
+export is always covered.  The database may hold a tail that the server has not
+signed yet (it signs every N events or T milliseconds), so ``verify_log`` reports
+an uncovered tail as a warning, not a problem.
+
 Both take ``trusted_heads``: tree heads the auditor kept from earlier, outside the
 log.  A log that was cut back or rewritten and then re-signed passes its own heads,
 so only an outside head detects it.  Each trusted head must be verified by its
@@ -73,11 +82,19 @@ class Problem:
 
 @dataclass(slots=True)
 class VerifyReport:
-    """The result of ``verify_log``: sizes checked and the problems found."""
+    """The result of a verification: sizes checked, problems and warnings found.
+
+    ``covered`` is the largest size of a verified tree head, stored or trusted,
+    and ``signed`` says whether there is one; events at or after ``seq``
+    ``covered`` are covered by no signed tree head.
+    """
 
     events: int = 0
     tree_heads: int = 0
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    covered: int = 0
+    signed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -167,11 +184,37 @@ def verify_log(
     Returns:
         A report; ``report.problems`` lists the first chain problem found (later
         positions cannot be trusted after it), every bad tree head and every
-        trusted head that the log contradicts.
+        trusted head that the log contradicts.  Events after the largest verified
+        head are a warning in ``report.warnings``: the server signs its newest
+        events later.
     """
-    return _verify_rows(
+    report, _ = _verify_rows(
         _rows(engine), _load_heads(engine), keys, issuer, progress, trusted_heads
     )
+    problem = _uncovered(report)
+    if problem is not None:
+        report.warnings.append(problem)
+    return report
+
+
+def verify_rows_for_head(
+    rows: Iterable[Any],
+    heads: Sequence[TreeHead],
+    keys: KeyLookup,
+    *,
+    issuer: str | None = None,
+) -> tuple[VerifyReport, bytes | None]:
+    """Verify event rows and tree heads as ``verify_log`` does, before signing.
+
+    ``agentiam audit export`` signs a head over the rows it writes; this check
+    keeps it from signing over a log whose chain or stored heads are broken.
+
+    Returns:
+        The report, and the Merkle root over every row when ``report.ok``, else
+        ``None``.
+    """
+    report, roots = _verify_rows(rows, heads, keys, issuer, None, ())
+    return report, roots.get(report.events) if report.ok else None
 
 
 def _verify_rows(
@@ -181,13 +224,13 @@ def _verify_rows(
     issuer: str | None,
     progress: Callable[[int], None] | None,
     trusted_heads: Sequence[TreeHead],
-) -> VerifyReport:
+) -> tuple[VerifyReport, dict[int, bytes]]:
     report = VerifyReport()
     report.tree_heads = len(heads)
     sizes = {head.size for head in heads} | {head.size for head in trusted_heads}
     roots = _scan_events(rows, report, sizes, progress)
     _check_heads(report, heads, roots, keys, issuer, trusted_heads)
-    return report
+    return report, roots
 
 
 def _load_heads(engine: Engine) -> list[TreeHead]:
@@ -202,7 +245,10 @@ def _scan_events(
     head_sizes: set[int],
     progress: Callable[[int], None] | None,
 ) -> dict[int, bytes]:
-    """Check each event in order and return the Merkle root at each head size."""
+    """Check each event in order and return the Merkle root at each head size.
+
+    When every row verifies, the root over all of them is returned as well.
+    """
     compact = CompactRange()
     roots = {0: compact.root()} if 0 in head_sizes else {}
     chain = GENESIS_CHAIN_HASH
@@ -229,6 +275,7 @@ def _scan_events(
             roots[compact.size] = compact.root()
         if progress is not None and compact.size % _BATCH == 0:
             progress(compact.size)
+    roots[compact.size] = compact.root()
     return roots
 
 
@@ -327,10 +374,33 @@ class _ExportScan:
     roots: dict[int, bytes] = field(default_factory=dict)
     heads: list[TreeHead] = field(default_factory=list)
     broken: bool = False
+    # A seq above the expected one: the position, the seq found, and whether the
+    # expected seq comes later in the file (reordered) or never (deleted).
+    gap: tuple[int, int] | None = None
+    gap_filled: bool = False
 
     def fail(self, position: int, message: str) -> None:
         self.report.problems.append(Problem(f"position {position}", message))
         self.broken = True
+
+    def note_seq(self, seq: int) -> None:
+        """Note the seq of an event line read after the scan broke."""
+        if self.gap is not None and seq == self.gap[0]:
+            self.gap_filled = True
+
+    def finish(self) -> None:
+        """Report a seq gap, now that the rest of the file has been read."""
+        if self.gap is None:
+            return
+        position, seq = self.gap
+        if self.gap_filled:
+            message = (
+                f"expected seq {position}, found seq {seq}; seq {position} comes "
+                "later (events reordered)"
+            )
+        else:
+            message = f"expected seq {position}, found seq {seq} (events deleted)"
+        self.report.problems.append(Problem(f"position {position}", message))
 
     def add(
         self, seq: int, leaf: bytes, chain_text: str, leaf_text: str | None
@@ -341,11 +411,16 @@ class _ExportScan:
         already compared it with ``leaf``.
         """
         position = self.report.events
-        if seq != position:
+        if seq < position:
+            # Every seq below the position has been read and verified already.
             self.fail(
                 position,
-                f"expected seq {position}, found seq {seq} (events deleted)",
+                f"expected seq {position}, found seq {seq} again (event duplicated)",
             )
+            return
+        if seq > position:
+            self.gap = (position, seq)
+            self.broken = True
             return
         if leaf_text is not None and b64url(leaf) != leaf_text:
             self.fail(
@@ -448,6 +523,7 @@ def verify_export(
             seen = True
     if not seen:
         raise AuditError("The export is empty; expected a header line first.")
+    scan.finish()
 
     report.tree_heads = len(scan.heads)
     roots = scan.roots
@@ -457,7 +533,37 @@ def verify_export(
     if 0 in {head.size for head in (*scan.heads, *trusted_heads)}:
         roots[0] = empty_root()
     _check_heads(report, scan.heads, roots, keys, issuer, trusted_heads)
+    if not report.signed:
+        report.problems.append(
+            Problem(
+                "position 0",
+                f"the export holds no verified signed tree head, so its "
+                f"{report.events} events from seq 0 are covered by none (tree "
+                "heads dropped or forged)",
+            )
+        )
+    else:
+        problem = _uncovered(report)
+        if problem is not None:
+            report.problems.append(problem)
     return report
+
+
+def _uncovered(report: VerifyReport) -> Problem | None:
+    """Return the events that no verified tree head covers, or ``None``."""
+    if report.covered >= report.events:
+        return None
+    count = report.events - report.covered
+    if report.covered == 0:
+        return Problem(
+            "position 0",
+            f"{count} events from seq 0 are covered by no signed tree head",
+        )
+    return Problem(
+        f"position {report.covered}",
+        f"{count} events after seq {report.covered - 1} are covered by no "
+        "signed tree head",
+    )
 
 
 def _read_header(line: str) -> None:
@@ -507,7 +613,9 @@ def _read_line(number: int, line: str, scan: _ExportScan) -> None:
         kind = data["kind"]
         if kind == "event":
             seq, leaf_text, chain_text, canonical = _export_event(data)
-            if not scan.broken:
+            if scan.broken:
+                scan.note_seq(seq)
+            else:
                 scan.add(seq, leaf_hash(canonical), chain_text, leaf_text)
         elif kind == "tree_head":
             scan.heads.append(_export_head(data))
@@ -537,18 +645,26 @@ def _check_heads(
     issuer: str | None,
     trusted_heads: Sequence[TreeHead],
 ) -> None:
+    # Only a head that verifies covers events; a forged one covers none.
+    covered = -1
     for number, head in enumerate(heads, start=1):
         problem = _check_head(head, roots, report.events, keys, issuer)
         if problem is not None:
             report.problems.append(
                 Problem(f"tree head {number} (size {head.size})", problem)
             )
+        else:
+            covered = max(covered, head.size)
     for number, head in enumerate(trusted_heads, start=1):
         problem = _check_trusted_head(head, roots, report.events)
         if problem is not None:
             report.problems.append(
                 Problem(f"trusted tree head {number} (size {head.size})", problem)
             )
+        else:
+            covered = max(covered, head.size)
+    report.covered = max(covered, 0)
+    report.signed = covered >= 0
 
 
 def _export_head(data: dict[str, Any]) -> TreeHead:

@@ -2,7 +2,10 @@
 
 These commands read the database in the data dir directly, as the administrator.
 ``verify`` recomputes the hash chain and the Merkle roots and checks them against
-the signed tree heads; it exits 1 naming the first bad position.
+the signed tree heads; it exits 1 naming the first bad position.  An export must
+be covered by its signed tree heads to the last event, and ``export`` signs a head
+over the events it writes so that it is.  In the database, events the server has
+not signed a head over yet are a warning on stderr.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from agentiam.audit.verify import (
     load_trusted_head,
     verify_export,
     verify_log,
+    verify_rows_for_head,
 )
 from agentiam.cli.context import (
     add_common_arguments,
@@ -172,7 +176,13 @@ def verify_audit_log(args: argparse.Namespace) -> int:
         "events": report.events,
         "tree_heads": report.tree_heads,
         "problems": [str(problem) for problem in report.problems],
+        "warnings": [str(warning) for warning in report.warnings],
     }
+    for warning in report.warnings:
+        sys.stderr.write(
+            f"agentiam: warning: {warning} yet; 'agentiam audit sign-head' "
+            "signs one now\n"
+        )
     if _output(args) == "json":
         emit(summary, output="json")
     elif report.ok:
@@ -250,52 +260,101 @@ def _jwks_lookup(path: Path) -> KeyLookup:
 
 
 def export_audit_log(args: argparse.Namespace) -> int:
-    """Write one JSON line per event, then one per tree head."""
+    """Write one JSON line per event, then one per tree head, covering them all."""
     with open_cli_context(args) as ctx:
-        if args.file == "-":
-            count = _EXPORTERS[args.format](ctx, sys.stdout)
-        else:
-            with Path(args.file).open("w", encoding="utf-8") as out:
-                count = _EXPORTERS[args.format](ctx, out)
+        if ctx.audit.keyring is None:
+            ctx.audit.keyring = ctx.keyring
+        try:
+            if args.file == "-":
+                count = _EXPORTERS[args.format](ctx, sys.stdout)
+            else:
+                with Path(args.file).open("w", encoding="utf-8") as out:
+                    count = _EXPORTERS[args.format](ctx, out)
+        except AuditError as err:
+            error(f"audit export failed: {err}")
+            return 1
     if args.file != "-":
         emit({"file": args.file, "events": count[0], "tree_heads": count[1]},
              output=_output(args))  # fmt: skip
     return 0
 
 
-def _stored_events(ctx: Any) -> Iterator[StoredEvent]:
+def _event_rows(ctx: Any, size: int | None = None) -> Iterator[Any]:
+    """Yield the event rows in seq order, those below ``size`` when it is given."""
     after = -1
     while True:
+        query = select(audit_events).where(audit_events.c.seq > after)
+        if size is not None:
+            query = query.where(audit_events.c.seq < size)
         with ctx.engine.connect() as conn:
             rows = conn.execute(
-                select(audit_events)
-                .where(audit_events.c.seq > after)
-                .order_by(audit_events.c.seq)
-                .limit(_EXPORT_BATCH)
+                query.order_by(audit_events.c.seq).limit(_EXPORT_BATCH)
             ).all()
         if not rows:
             return
-        for row in rows:
-            yield stored_event_from_row(row)
+        yield from rows
         after = rows[-1].seq
 
 
+def _stored_events(ctx: Any) -> Iterator[StoredEvent]:
+    for row in _event_rows(ctx):
+        yield stored_event_from_row(row)
+
+
+def _written(ctx: Any, out: Any, size: int, count: list[int]) -> Iterator[Any]:
+    """Write each event row below ``size`` as an export line, then yield it."""
+    for row in _event_rows(ctx, size):
+        line = {"kind": "event", **event_to_json(stored_event_from_row(row))}
+        out.write(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
+        out.write("\n")
+        count[0] += 1
+        yield row
+
+
 def _export(ctx: Any, out: Any) -> tuple[int, int]:
+    """Write the events and tree heads, with a fresh head over every event.
+
+    The heads are read before the events, and the events stop at the size read
+    then, so every head in the file covers events that are in it.  When no
+    stored head has that size and the audit log has a key ring, the rows are
+    verified as they are written.  If they verify, a head over them is signed
+    and stored; if not, the file gets no fresh head and this raises.
+
+    Raises:
+        AuditError: the log does not verify, so no head was signed over it.
+    """
+    heads = ctx.audit.tree_heads()
+    size = ctx.audit.stored_size()
     header = {"kind": "header", "version": EXPORT_VERSION}
     out.write(json.dumps(header, separators=(",", ":")) + "\n")
 
-    events = 0
-    for stored in _stored_events(ctx):
-        line = {"kind": "event", **event_to_json(stored)}
-        out.write(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
-        out.write("\n")
-        events += 1
+    count = [0]
+    rows = _written(ctx, out, size, count)
+    keyring = ctx.audit.keyring
+    problem: str | None = None
+    if keyring is not None and all(head.size != size for head in heads):
+        report, root = verify_rows_for_head(
+            rows, heads, keyring.lookup, issuer=ctx.settings.issuer
+        )
+        if report.first_problem is not None:
+            problem = f"the log does not verify at {report.first_problem}"
+        elif root != ctx.audit.root(size):
+            problem = "the stored Merkle tree nodes disagree with the events"
+        else:
+            heads.append(ctx.audit.sign_tree_head_sync(size))
+    # A scan that stopped at a problem leaves rows to write.
+    for _ in rows:
+        pass
 
-    heads = ctx.audit.tree_heads()
     for head in heads:
         line = {"kind": "tree_head", **head.to_dict()}
         out.write(json.dumps(line, separators=(",", ":")) + "\n")
-    return events, len(heads)
+    if problem is not None:
+        raise AuditError(
+            f"{problem}, so no tree head was signed over the exported events; "
+            "run 'agentiam audit verify' to find the cause"
+        )
+    return count[0], len(heads)
 
 
 def _export_ocsf(ctx: Any, out: Any) -> tuple[int, int]:

@@ -9,9 +9,10 @@ from typing import Any
 from agentiam.cli.context import add_common_arguments, open_cli_context
 from agentiam.cli.output import emit, error
 from agentiam.cli.passwords import prompt_password, read_password_file
+from agentiam.cli.revoking import CLI_ACTOR
 from agentiam.errors import AgentIAMError
 from agentiam.identity.passwords import hash_password
-from agentiam.identity.users import UserStore, validate_password
+from agentiam.identity.users import UserStore, disable_user_in, validate_password
 
 PASSWORD_ENV = "AGENTIAM_PASSWORD"  # noqa: S105 (a variable name)
 _COLUMNS = ("id", "login", "display_name", "admin", "disabled")
@@ -43,7 +44,9 @@ def register(subparsers: Any) -> None:
     _common(listing)
     listing.set_defaults(func=list_users)
 
-    disable = verbs.add_parser("disable", help="disable a human's login")
+    disable = verbs.add_parser(
+        "disable", help="disable a human's login and revoke their grants"
+    )
     disable.add_argument("login", help="login of the user to disable")
     _common(disable)
     disable.set_defaults(func=disable_user)
@@ -108,15 +111,25 @@ def list_users(args: argparse.Namespace) -> int:
 
 
 def disable_user(args: argparse.Namespace) -> int:
-    """Disable a human by login; existing sessions fail their next check."""
+    """Disable a human by login and revoke every active grant they approved.
+
+    Existing sessions fail their next check; a running server loads the grant
+    revocations at its next revocation refresh.
+    """
     try:
         with open_cli_context(args) as ctx:
-            store = UserStore(ctx.engine)
-            user = store.require_by_login(args.login)
-            disabled = ctx.writer.run_sync(lambda conn: store.disable_in(conn, user.id))
+            user = UserStore(ctx.engine).require_by_login(args.login)
+            disabled, revoked = ctx.writer.run_sync(
+                lambda conn: disable_user_in(
+                    conn, ctx, user.id, disabled_by=CLI_ACTOR, now=ctx.clock()
+                )
+            )
     except AgentIAMError as err:
         error(str(err))
         return 1
 
-    emit(disabled.to_dict(), output=args.output)
+    emit(
+        {**disabled.to_dict(), "revoked_grants": [item.id for item in revoked]},
+        output=args.output,
+    )
     return 0

@@ -127,6 +127,24 @@ class GrantStore:
         with self._engine.connect() as conn:
             return [_from_row(row) for row in conn.execute(query).mappings()]
 
+    def active_ids_for_user_in(
+        self, conn: Connection, user_id: str, *, now: float
+    ) -> list[str]:
+        """Return the ids of the user's grants neither revoked nor expired at ``now``.
+
+        Oldest first, read on the caller's connection.
+        """
+        query = (
+            sa.select(grants.c.id)
+            .where(
+                grants.c.user_id == user_id,
+                grants.c.revoked_at.is_(None),
+                grants.c.expires_at > now,
+            )
+            .order_by(grants.c.created_at, grants.c.id)
+        )
+        return list(conn.execute(query).scalars())
+
     def revoke_in(self, conn: Connection, grant_id: str, *, now: float) -> bool:
         """Mark a grant revoked inside a unit of work.
 

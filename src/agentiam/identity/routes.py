@@ -59,9 +59,10 @@ from agentiam.identity.passwords import (
     verify_password,
 )
 from agentiam.identity.renewal import record_renew_refusal, renew_svid
-from agentiam.identity.users import UserStore, validate_password
+from agentiam.identity.users import UserStore, disable_user_in, validate_password
 from agentiam.jose import VerificationKey
 from agentiam.jose.errors import JOSEError
+from agentiam.scope import split_scope
 
 if TYPE_CHECKING:
     from agentiam.api.context import ServerContext
@@ -315,23 +316,36 @@ async def list_users(request: Request, ctx: ServerContext) -> Response:
 
 @operation("Disable a human", response=schemas.USER, tags=("admin",))
 async def disable_user(request: Request, ctx: ServerContext) -> Response:
-    """Disable a human so that they can no longer log in (admin)."""
-    await require_admin(request, ctx)
+    """Disable a human and revoke every active grant they approved (admin)."""
+    session = await require_admin(request, ctx)
     user_id = request.path_params["id"]
-    store = UserStore(ctx.engine)
-    if store.get(user_id) is None:
+    if UserStore(ctx.engine).get(user_id) is None:
         raise NotFoundError()
 
-    user = await ctx.writer.submit(partial(store.disable_in, user_id=user_id))
+    def work(conn: Connection) -> Any:
+        user, _ = disable_user_in(
+            conn, ctx, user_id, disabled_by=f"user:{session.sub}", now=ctx.clock()
+        )
+        return user
+
+    user = await ctx.writer.submit(work)
     return JSONResponse(user.to_dict())
 
 
 def _agent_class_from_body(body: dict[str, Any], owner_id: str) -> AgentClass:
     default_ttl = int_member(body, "default_ttl", default=300)
+    scopes = string_list_member(body, "scopes")
+    for scope in scopes:
+        # Each entry is one scope token, so that a token's scope splits back into it.
+        if split_scope(scope) != (scope,):
+            raise InvalidRequestError(
+                f"Invalid scope value {scope[:64]!r}: an agent class scope is one "
+                "scope token."
+            )
     return AgentClass(
         name=string_member(body, "name"),
         owner=owner_id,
-        scopes=frozenset(string_list_member(body, "scopes")),
+        scopes=frozenset(scopes),
         audiences=frozenset(string_list_member(body, "audiences")),
         may_spawn=frozenset(string_list_member(body, "may_spawn", default=[])),
         max_depth=int_member(body, "max_depth", default=1),

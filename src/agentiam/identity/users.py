@@ -6,12 +6,16 @@ import builtins
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, select, update
 
 from agentiam.identity.errors import InvalidUserError, UnknownUserError
 from agentiam.identity.tables import users
+from agentiam.revocation.by_id import Revoked, revoke_user_grants_in
+
+if TYPE_CHECKING:
+    from agentiam.api.context import ServerContext
 
 # A login is what a human types and what a CIBA login_hint carries.
 _LOGIN = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,127}$")
@@ -177,6 +181,39 @@ class UserStore:
         with self._engine.connect() as conn:
             rows = conn.execute(select(users).order_by(users.c.login)).all()
         return [_to_user(row) for row in rows]
+
+
+def disable_user_in(
+    conn: Connection,
+    ctx: ServerContext,
+    user_id: str,
+    *,
+    disabled_by: str,
+    now: float,
+) -> tuple[User, builtins.list[Revoked]]:
+    """Disable a user and revoke every active grant they approved, in one unit.
+
+    A disabled human's delegations end with the login: each grant gets a
+    revocation entry and a ``grant.revoked`` event, so the token exchange and
+    resource servers refuse its tokens.  Session tokens carry no grant;
+    ``require_session`` loads the user on every use and refuses a disabled one.
+
+    Returns:
+        The disabled user and one ``Revoked`` per grant revoked.
+
+    Raises:
+        UnknownUserError: no user has this id.
+    """
+    user = UserStore(ctx.engine).disable_in(conn, user_id)
+    revoked = revoke_user_grants_in(
+        conn,
+        ctx,
+        user_id=user_id,
+        revoked_by=disabled_by,
+        now=now,
+        reason="user disabled",
+    )
+    return user, revoked
 
 
 MIN_PASSWORD_LENGTH = 12

@@ -100,7 +100,7 @@ def _read_kek_file(path: Path) -> bytes:
 
 def _generate_kek_file(path: Path) -> bytes:
     kek = secrets.token_bytes(KEK_SIZE)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # O_EXCL so two processes starting at once cannot both write a different KEK.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

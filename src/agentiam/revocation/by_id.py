@@ -117,10 +117,11 @@ def revoke_id_in(
     target: str,
     revoked_by: str,
     now: float,
+    reason: str | None = None,
 ) -> Revoked:
     """Revoke ``target`` of ``kind`` inside a unit of work and record the event.
 
-    Call ``verify_target`` first.
+    Call ``verify_target`` first.  ``reason`` goes into the audit event.
 
     Raises:
         NotFoundError: ``kind`` is grant or task and no such row exists.
@@ -139,9 +140,40 @@ def revoke_id_in(
     ctx.revocations.revoke_in(conn, kind, target, expires_at)
     ctx.audit.record_in(
         conn,
-        _revoked_event(kind, target, revoked_by, expires_at, already, event_fields),
+        _revoked_event(
+            kind, target, revoked_by, expires_at, already, event_fields, reason
+        ),
     )
     return Revoked(kind, target, expires_at, already)
+
+
+def revoke_user_grants_in(
+    conn: Connection,
+    ctx: ServerContext,
+    *,
+    user_id: str,
+    revoked_by: str,
+    now: float,
+    reason: str,
+) -> list[Revoked]:
+    """Revoke every active grant that ``user_id`` approved, in the caller's unit.
+
+    Each grant goes through ``revoke_id_in``, so each gets a revocation entry of
+    kind ``grant`` and a ``grant.revoked`` event with ``reason``.
+    """
+    grant_ids = GrantStore(ctx.engine).active_ids_for_user_in(conn, user_id, now=now)
+    return [
+        revoke_id_in(
+            conn,
+            ctx,
+            kind="grant",
+            target=grant_id,
+            revoked_by=revoked_by,
+            now=now,
+            reason=reason,
+        )
+        for grant_id in grant_ids
+    ]
 
 
 def _revoke_grant_in(
@@ -185,6 +217,7 @@ def _revoked_event(
     expires_at: float,
     already: bool,
     fields: dict[str, Any],
+    reason: str | None,
 ) -> AuditEvent:
     details: dict[str, Any] = {
         "kind": kind,
@@ -199,6 +232,7 @@ def _revoked_event(
         type="task.closed" if kind == "task" else f"{kind}.revoked",
         decision="none",
         outcome="revoked",
+        reason=reason,
         human=fields.get("human"),
         receipt_hash=fields.get("receipt_hash"),
         grant_id=fields.get("grant_id"),

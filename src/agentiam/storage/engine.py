@@ -18,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from agentiam.storage.errors import StorageError
+from agentiam.storage.files import prepare_sqlite_file
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -34,6 +35,8 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    # The file is created owner-only before SQLite opens it (see storage.files).
+    prepare_sqlite_file(url)
     connect_args = {
         "check_same_thread": False,
         "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
