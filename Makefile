@@ -20,8 +20,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Token endpoints and middleware against the peer, then the audit log.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/audit_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
