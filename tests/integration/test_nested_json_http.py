@@ -1,7 +1,7 @@
 """Hostile JSON over HTTP against ``agentiam serve``: deep nesting, NaN, huge
 integers and lone surrogates, in bodies, form fields, DPoP proofs and tokens.
 
-Every route that parses JSON, as a body or as a form field, answers 400 and never
+Every route that parses JSON, as a body or as a form field, returns 400 and never
 500. The seeded world is the one of the token exchange tests, plus an admin.
 """
 

@@ -117,7 +117,7 @@ class SubtreeHashes:
     def __init__(self, load_leaves: LeafLoader, load_nodes: NodeLoader) -> None:
         self._load_leaves = load_leaves
         self._load_nodes = load_nodes
-        # _levels[level - NODE_LEVEL] holds the hashes of indexes 0, 1, 2, ... of
+        # _levels[level - NODE_LEVEL] contains the hashes of indexes 0, 1, 2, ... of
         # that level back to back.  Nodes that arrive before a lower index of
         # their level wait in _pending.
         self._levels: list[bytearray] = []

@@ -48,7 +48,7 @@ def authorize_detail(
 
     Args:
         request: a Starlette or FastAPI request, or the ASGI scope itself.
-        amount: the amount the request asks for, already parsed from the request.
+        amount: the amount the request is for, already parsed from the request.
 
     Returns:
         The first covering object.
