@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from agentiam.api.errors import exception_handlers, www_authenticate
+from agentiam.api.errors import (
+    UnexpectedErrorMiddleware,
+    exception_handlers,
+    www_authenticate,
+)
 from agentiam.errors import (
     AgentIAMError,
     InvalidClientError,
@@ -111,3 +117,67 @@ def test_challenge_is_printable_ascii():
         "access token is invalid. Bad '\\u20ac\\n\\\\udfff'.\""
     )
     challenge.encode("ascii")
+
+
+def _run_asgi(app, path: str) -> tuple[list[dict], BaseException | None]:
+    """Call ``app`` for one GET and return the messages it sent and what it raised."""
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    async def call() -> BaseException | None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": [],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        try:
+            await app(scope, receive, send)
+        except BaseException as exc:
+            return exc
+        return None
+
+    raised = asyncio.run(call())
+    return sent, raised
+
+
+def test_unexpected_error_not_reraised(caplog):
+    # Built as agentiam.api.app builds the server's app.
+    app = Starlette(
+        routes=[Route("/bug", raiser(RuntimeError("secret internals")))],
+        exception_handlers=dict(exception_handlers()),
+        middleware=[Middleware(UnexpectedErrorMiddleware)],
+    )
+
+    with caplog.at_level(logging.ERROR, logger="agentiam.api"):
+        sent, raised = _run_asgi(app, "/bug")
+
+    assert raised is None
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 500
+    assert b"server_error" in sent[1]["body"]
+    assert b"secret internals" not in sent[1]["body"]
+    assert "secret internals" in caplog.text
+
+
+def test_error_after_start_reraised():
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("failed mid-response")
+
+    sent, raised = _run_asgi(UnexpectedErrorMiddleware(app), "/stream")
+
+    assert isinstance(raised, RuntimeError)
+    assert [message["type"] for message in sent] == ["http.response.start"]

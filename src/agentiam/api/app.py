@@ -19,13 +19,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agentiam.api import discovery, openapi
 from agentiam.api.context import ServerContext
-from agentiam.api.errors import exception_handlers
+from agentiam.api.errors import UnexpectedErrorMiddleware, exception_handlers
 from agentiam.api.forms import TARGET_PARAMETERS, parse_form
 from agentiam.errors import UnsupportedGrantTypeError
 
@@ -67,7 +68,10 @@ def create_app(ctx: ServerContext) -> Starlette:
             yield
 
     app = Starlette(
-        routes=routes, exception_handlers=dict(exception_handlers()), lifespan=lifespan
+        routes=routes,
+        exception_handlers=dict(exception_handlers()),
+        middleware=[Middleware(UnexpectedErrorMiddleware)],
+        lifespan=lifespan,
     )
     app.state.ctx = ctx
     return app

@@ -16,6 +16,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentiam.errors import AgentIAMError, InvalidTokenError, OAuthError
 
@@ -114,6 +115,40 @@ def exception_handlers() -> Mapping[Any, Any]:
         AgentIAMError: handle_agentiam_error,
         Exception: handle_unexpected_error,
     }
+
+
+class UnexpectedErrorMiddleware:
+    """Send the 500 ``server_error`` response for an unexpected exception.
+
+    Starlette's outermost middleware re-raises an exception after its handler has
+    sent the response, so uvicorn logs the traceback a second time and closes the
+    connection. This middleware sits inside it and re-raises only when the
+    response had already started, because then no error response can be sent.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        started = False
+
+        async def send_tracking_start(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking_start)
+        except Exception as exc:
+            if started:
+                raise
+            response = await handle_unexpected_error(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 def _request_fields(request: Request, **fields: Any) -> dict[str, Any]:
