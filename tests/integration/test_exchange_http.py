@@ -32,6 +32,7 @@ from agentiam.tasks import Task, task_store
 TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
 
 API = "https://support.example/api"
+ADMIN_PASSWORD = "root-password-1"
 ORCHESTRATOR = "support-orchestrator"
 WORKER = "refund-worker"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -62,6 +63,28 @@ class Seeded:
 
     def sign(self, claims: dict[str, Any], typ: str) -> str:
         return sign_jws(claims, self.ctx.keyring.active(), typ=typ)
+
+    def login(self, login: str, password: str) -> str:
+        """Log a human in at ``POST /v1/sessions`` and return the session token."""
+        response = httpx.post(
+            f"{self.base_url}/v1/sessions", json={"login": login, "password": password}
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["session_token"])
+
+    def admin_session(self) -> str:
+        """Add the administrator ``root`` and return a session token for it."""
+        password_hash = hash_password(ADMIN_PASSWORD)
+        self.ctx.writer.run_sync(
+            lambda conn: UserStore(self.ctx.engine).add_in(
+                conn,
+                login="root",
+                password_hash=password_hash,
+                now=self.ctx.clock(),
+                admin=True,
+            )
+        )
+        return self.login("root", ADMIN_PASSWORD)
 
     def root_token(self) -> str:
         now = int(self.ctx.clock())

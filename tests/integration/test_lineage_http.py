@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 from test_exchange_http import API, ORCHESTRATOR, WORKER, Seeded, seeded
-from test_revocation_by_id_http import _admin, _events, _renew, _revoke
+from test_revocation_by_id_http import _events, _renew, _revoke
 
 from agentiam.client.tokens import decode_unverified_claims
 from agentiam.delegation.grants import Grant, GrantStore
@@ -84,7 +84,7 @@ def test_revoked_root_kills_grandchild_svid(seeded: Seeded) -> None:
     assert _renew(seeded, child_key, svid).json()["error"] == "unauthorized_client"
 
     revoked = _revoke(
-        seeded, _admin(seeded), {"kind": "instance", "id": seeded.orchestrator}
+        seeded, seeded.admin_session(), {"kind": "instance", "id": seeded.orchestrator}
     )
     response = _renew(seeded, child_key, svid)
 
@@ -187,7 +187,9 @@ def test_exchange_http_rejects_revoked_grant(seeded: Seeded) -> None:
     subject = seeded.root_token()
     assert seeded.exchange(subject, key, svid, scope="refunds").status_code == 200
 
-    revoked = _revoke(seeded, _admin(seeded), {"kind": "grant", "id": seeded.grant.id})
+    revoked = _revoke(
+        seeded, seeded.admin_session(), {"kind": "grant", "id": seeded.grant.id}
+    )
     key, svid = seeded.worker()
     response = seeded.exchange(subject, key, svid, scope="refunds")
 

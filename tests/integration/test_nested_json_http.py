@@ -16,14 +16,11 @@ import httpx
 import pytest
 from test_exchange_http import Seeded, seeded
 
-from agentiam.identity.passwords import hash_password
-from agentiam.identity.users import UserStore
 from agentiam.jose import SigningKey
 from agentiam.jose.jws import sign_jws_with_header
 
 __all__ = ["seeded"]
 
-ADMIN_PASSWORD = "correct horse battery staple"
 CIBA_SCOPE = "refunds"
 NESTED = '{"a": ' + "[" * 3000 + "]" * 3000 + "}"
 NAN = '{"a": NaN}'
@@ -33,23 +30,7 @@ RANGE = "integers must be between -(2**53 - 1) and 2**53 - 1"
 
 
 def _admin(seeded: Seeded) -> dict[str, str]:
-    ctx = seeded.ctx
-    password_hash = hash_password(ADMIN_PASSWORD)
-    ctx.writer.run_sync(
-        lambda conn: UserStore(ctx.engine).add_in(
-            conn,
-            login="root-admin",
-            password_hash=password_hash,
-            now=ctx.clock(),
-            admin=True,
-        )
-    )
-    response = httpx.post(
-        f"{seeded.base_url}/v1/sessions",
-        json={"login": "root-admin", "password": ADMIN_PASSWORD},
-    )
-    assert response.status_code == 201, response.text
-    return {"Authorization": f"Bearer {response.json()['session_token']}"}
+    return {"Authorization": f"Bearer {seeded.admin_session()}"}
 
 
 def _delegate(seeded: Seeded, path: str) -> dict[str, str]:

@@ -19,33 +19,9 @@ from agentiam.audit.tables import audit_events
 from agentiam.client import Agent
 from agentiam.client.tokens import decode_unverified_claims
 from agentiam.delegation.grants import GrantStore
-from agentiam.identity.passwords import hash_password
-from agentiam.identity.users import UserStore
 from agentiam.jose import SigningKey
 
 __all__ = ["seeded"]
-
-
-def _login(seeded: Seeded, login: str, password: str) -> str:
-    response = httpx.post(
-        f"{seeded.base_url}/v1/sessions", json={"login": login, "password": password}
-    )
-    assert response.status_code == 201
-    return str(response.json()["session_token"])
-
-
-def _admin(seeded: Seeded) -> str:
-    def add(conn: Any) -> Any:
-        return UserStore(seeded.ctx.engine).add_in(
-            conn,
-            login="root",
-            password_hash=hash_password("root-password-1"),
-            now=seeded.ctx.clock(),
-            admin=True,
-        )
-
-    seeded.ctx.writer.run_sync(add)
-    return _login(seeded, "root", "root-password-1")
 
 
 def _revoke(seeded: Seeded, session: str, body: dict[str, Any]) -> httpx.Response:
@@ -86,7 +62,7 @@ def _events(seeded: Seeded, event_type: str) -> list[Any]:
 def test_revocations_rejects_bad_target(
     seeded: Seeded, body: dict[str, Any], description: str
 ) -> None:
-    response = _revoke(seeded, _admin(seeded), body)
+    response = _revoke(seeded, seeded.admin_session(), body)
 
     assert response.status_code == 400
     assert response.json() == {
@@ -96,7 +72,7 @@ def test_revocations_rejects_bad_target(
 
 
 def test_revocations_needs_admin(seeded: Seeded) -> None:
-    session = _login(seeded, "alice", "alice-pw")
+    session = seeded.login("alice", "alice-pw")
 
     response = _revoke(seeded, session, {"kind": "token", "id": "a" * 22})
 
@@ -105,7 +81,7 @@ def test_revocations_needs_admin(seeded: Seeded) -> None:
 
 
 def test_revocations_grant_is_idempotent(seeded: Seeded) -> None:
-    admin = _admin(seeded)
+    admin = seeded.admin_session()
     root = seeded.root_token()
     body = {"kind": "grant", "id": seeded.grant.id}
 
@@ -125,7 +101,7 @@ def test_revocations_grant_is_idempotent(seeded: Seeded) -> None:
 
 def test_revocations_unknown_task_not_found(seeded: Seeded) -> None:
     response = _revoke(
-        seeded, _admin(seeded), {"kind": "task", "id": "tsk_" + "0" * 32}
+        seeded, seeded.admin_session(), {"kind": "task", "id": "tsk_" + "0" * 32}
     )
 
     assert response.status_code == 404
@@ -138,7 +114,7 @@ def test_revocations_instance_kills_children(seeded: Seeded) -> None:
     child = seeded.exchange(root, key, svid, scope="refunds").json()["access_token"]
 
     response = _revoke(
-        seeded, _admin(seeded), {"kind": "instance", "id": seeded.orchestrator}
+        seeded, seeded.admin_session(), {"kind": "instance", "id": seeded.orchestrator}
     )
 
     assert response.status_code == 200
@@ -150,7 +126,7 @@ def test_revocations_instance_kills_children(seeded: Seeded) -> None:
 
 
 def test_human_revokes_own_grant(seeded: Seeded) -> None:
-    session = _login(seeded, "alice", "alice-pw")
+    session = seeded.login("alice", "alice-pw")
     headers = {"Authorization": f"Bearer {session}"}
 
     listed = httpx.get(f"{seeded.base_url}/v1/grants", headers=headers)
@@ -165,7 +141,7 @@ def test_human_revokes_own_grant(seeded: Seeded) -> None:
 
 
 def test_human_cannot_revoke_other_grant(seeded: Seeded) -> None:
-    session = _admin(seeded)
+    session = seeded.admin_session()
 
     response = httpx.post(
         f"{seeded.base_url}/v1/grants/{seeded.grant.id}/revoke",
@@ -177,7 +153,7 @@ def test_human_cannot_revoke_other_grant(seeded: Seeded) -> None:
 
 
 def test_logout_revokes_session(seeded: Seeded) -> None:
-    session = _login(seeded, "alice", "alice-pw")
+    session = seeded.login("alice", "alice-pw")
     headers = {"Authorization": f"Bearer {session}"}
 
     response = httpx.delete(f"{seeded.base_url}/v1/sessions/current", headers=headers)
@@ -265,7 +241,9 @@ def test_renew_rejects_expired_svid(seeded: Seeded) -> None:
 
 def test_renew_rejects_revoked_instance(seeded: Seeded) -> None:
     key = seeded.orchestrator_key
-    _revoke(seeded, _admin(seeded), {"kind": "instance", "id": seeded.orchestrator})
+    _revoke(
+        seeded, seeded.admin_session(), {"kind": "instance", "id": seeded.orchestrator}
+    )
 
     response = _renew(seeded, key, _svid(seeded, key, exp_in=100))
 
@@ -364,7 +342,7 @@ def test_exchange_without_actor_rejected(seeded: Seeded) -> None:
 
 
 def test_sdk_join_token_agent_renews(seeded: Seeded) -> None:
-    admin = _admin(seeded)
+    admin = seeded.admin_session()
     issued = httpx.post(
         f"{seeded.base_url}/v1/join-tokens",
         json={"agent_class": ORCHESTRATOR},

@@ -5,8 +5,6 @@ Uses the seeded world of ``test_exchange_http`` plus an administrator.
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 from sqlalchemy import select
 from test_exchange_http import Seeded, seeded
@@ -14,29 +12,8 @@ from test_exchange_http import Seeded, seeded
 from agentiam.audit.log import stored_event_from_row
 from agentiam.audit.tables import audit_events
 from agentiam.delegation.grants import GrantStore
-from agentiam.identity.passwords import hash_password
-from agentiam.identity.users import UserStore
 
 __all__ = ["seeded"]
-
-
-def _admin(seeded: Seeded) -> str:
-    def add(conn: Any) -> Any:
-        return UserStore(seeded.ctx.engine).add_in(
-            conn,
-            login="root",
-            password_hash=hash_password("root-password-1"),
-            now=seeded.ctx.clock(),
-            admin=True,
-        )
-
-    seeded.ctx.writer.run_sync(add)
-    response = httpx.post(
-        f"{seeded.base_url}/v1/sessions",
-        json={"login": "root", "password": "root-password-1"},
-    )
-    assert response.status_code == 201
-    return str(response.json()["session_token"])
 
 
 def test_disable_user_revokes_grants(seeded: Seeded) -> None:
@@ -45,7 +22,7 @@ def test_disable_user_revokes_grants(seeded: Seeded) -> None:
     before = seeded.exchange(root, key, svid, scope="refunds")
     assert before.status_code == 200, before.text
     child = before.json()["access_token"]
-    admin = _admin(seeded)
+    admin = seeded.admin_session()
 
     response = httpx.post(
         f"{seeded.base_url}/v1/users/{seeded.user_id}/disable",
@@ -81,7 +58,7 @@ def test_disable_user_revokes_grants(seeded: Seeded) -> None:
 
 
 def test_disable_user_twice_revokes_once(seeded: Seeded) -> None:
-    admin = _admin(seeded)
+    admin = seeded.admin_session()
     url = f"{seeded.base_url}/v1/users/{seeded.user_id}/disable"
     headers = {"Authorization": f"Bearer {admin}"}
 
