@@ -238,7 +238,7 @@ class SubtreeHashes:
         if not missing:
             return found
 
-        # A read connection sees only committed rows, so they may join memory.
+        # A read connection returns only committed rows, so they may join memory.
         loaded = dict(self._load_nodes(sorted(set(missing))))
         for level, index in missing:
             if (level, index) not in loaded:

@@ -85,7 +85,7 @@ class VerifyReport:
     """The result of a verification: sizes checked, problems and warnings found.
 
     ``covered`` is the largest size of a verified tree head, stored or trusted,
-    and ``signed`` says whether there is one; events at or after ``seq``
+    and ``signed`` is true when there is one; events at or after ``seq``
     ``covered`` are covered by no signed tree head.
     """
 

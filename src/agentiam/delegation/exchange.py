@@ -607,7 +607,7 @@ def _target_task(
 ) -> tuple[Task, Task | None]:
     """Return the task of the new token and, when it is new, the task to insert.
 
-    ``random`` holds the 16 random bytes of the id of a new task.
+    ``random`` is the 16 random bytes of the id of a new task.
     """
     task_id = form.get("task_id")
     if task_id is not None:

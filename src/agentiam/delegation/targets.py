@@ -22,7 +22,7 @@ def requested_targets(form: Mapping[str, str]) -> tuple[str, ...] | None:
     """Return the sorted set of every ``audience`` and ``resource`` value.
 
     Args:
-        form: the parsed form; a plain mapping holds one value per name.
+        form: the parsed form; a plain mapping has one value per name.
 
     Returns:
         The audiences, or None when neither parameter was sent.

@@ -1,6 +1,6 @@
 """Owner-only permissions for the data directory and the SQLite database file.
 
-The database holds password hashes, client-secret hashes and encrypted signing
+The database contains password hashes, client-secret hashes and encrypted signing
 keys, so a data directory this package creates gets mode 0700 and a SQLite file
 gets 0600 before SQLite opens it.  SQLite gives its ``-wal`` and ``-shm`` files
 the database file's permissions, so they follow.  A directory or file that

@@ -116,7 +116,7 @@ async def _authorized_task(
     """Return the task and the caller's id, or raise NotFoundError for both
     a missing task and one the caller may not see.
 
-    An agent sees its token's task and the tasks below it, but not the ancestors
+    An agent may act on its token's task and the tasks below it, but not the ancestors
     in its token's ``task.path``, so that a sub-agent cannot close its parent's
     task. The grant's human and an admin see every task of the grant.
     """
