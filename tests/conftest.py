@@ -99,7 +99,15 @@ def live_server_data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def live_server(live_server_data_dir: Path, tmp_path: Path) -> Iterator[str]:
+def live_server_env() -> dict[str, str]:
+    """Return settings for the ``live_server`` fixture as AGENTIAM_* variables."""
+    return {}
+
+
+@pytest.fixture
+def live_server(
+    live_server_data_dir: Path, live_server_env: dict[str, str], tmp_path: Path
+) -> Iterator[str]:
     """Start ``agentiam serve`` on a free port and yield its base URL."""
     port = free_port()
     env = {
@@ -107,6 +115,7 @@ def live_server(live_server_data_dir: Path, tmp_path: Path) -> Iterator[str]:
         for key, value in os.environ.items()
         if not key.startswith("AGENTIAM_")
     }
+    env.update(live_server_env)
     env["AGENTIAM_KEK"] = TEST_KEK
     log_path = tmp_path / "live-server.log"
 

@@ -108,8 +108,9 @@ def token_route(ctx: ServerContext) -> Route:
 async def run_services(ctx: ServerContext) -> AsyncIterator[None]:
     """Start the writer, the audit log and the background loops; stop them on exit.
 
-    The loops refresh the key ring, and sweep expired tasks while refreshing the
-    revocation set from the table (entries other processes wrote).
+    The loops refresh the key ring and the revocation set from the tables (rows
+    that other processes wrote: the CLI, other server nodes), and sweep expired
+    tasks.
     """
     from agentiam.audit.siem.sink import start_audit_sink
     from agentiam.tasks.sweep import run_sweeper
@@ -119,6 +120,10 @@ async def run_services(ctx: ServerContext) -> AsyncIterator[None]:
     loops = [
         asyncio.create_task(_refresh_keyring(ctx), name="keyring-refresh"),
         asyncio.create_task(run_sweeper(ctx), name="task-sweeper"),
+        asyncio.create_task(
+            ctx.revocations.run_refresher(ctx.settings.revocation_refresh_ms / 1000),
+            name="revocation-refresh",
+        ),
     ]
 
     # SIEM export: push committed audit events when audit_sink_url is set.

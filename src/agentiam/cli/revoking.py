@@ -1,7 +1,8 @@
 """The shared step of ``grant revoke``, ``agent revoke`` and ``session revoke``.
 
 These commands act as the administrator, directly on the database of the data
-directory. A running server sees the new entry at its next revocation refresh.
+directory. A running server reads the new entry at its next revocation refresh
+(``revocation_refresh_ms``, one second by default).
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ _POSITIVE = {
     "audit_tree_head_interval_ms",
     "form_max_bytes",
     "dpop_replay_max_entries",
+    "revocation_refresh_ms",
     "audit_sink_batch_max",
     "audit_sink_interval_ms",
     "audit_sink_timeout",

@@ -49,6 +49,7 @@ class Settings:
     audit_tree_head_interval_ms: int = 10_000
     form_max_bytes: int = 65536
     dpop_replay_max_entries: int = 1_000_000
+    revocation_refresh_ms: int = 1000
     audit_sink_url: str = ""
     audit_sink_batch_max: int = 500
     audit_sink_interval_ms: int = 1000

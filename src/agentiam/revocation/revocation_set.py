@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, event, func, insert, select, text
 
 from agentiam.revocation.errors import UnknownRevocationKindError
 from agentiam.revocation.tables import revocations
@@ -28,6 +28,10 @@ KINDS = frozenset({"grant", "task", "instance", "session", "token"})
 # Verifiers accept an exp up to this many seconds in the past, so an entry stays in
 # memory this long after its expires_at.
 DROP_MARGIN = 60.0
+
+# ``refresh`` runs every second or so; its scan for expired entries runs at most
+# this often, because it walks every entry under the lock.
+DROP_EVERY = 5.0
 
 _PENDING_KEY = "agentiam.revocation.pending"
 
@@ -125,6 +129,47 @@ def _instances(payload: Mapping[str, Any]) -> list[str]:
     return found
 
 
+# Any 64-bit number: the key of the PostgreSQL advisory lock of ``_take_seq_lock``.
+_SEQ_LOCK_KEY = 0x61676E7472657673
+
+
+def _take_seq_lock(conn: Connection) -> None:
+    """Make the rows of concurrent transactions commit in the order of their seq.
+
+    Readers keep the highest seq they have read and ask only for rows above it. On
+    PostgreSQL a transaction that took seq N can commit after one that took N + 1,
+    and a reader that saw N + 1 in between would never read row N. The
+    transaction-level advisory lock, held until commit, orders the writers. SQLite
+    allows one writing transaction at a time, so there the order holds already.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEQ_LOCK_KEY})
+
+
+def _write_row(
+    conn: Connection,
+    kind: str,
+    id: str,
+    expires_at: float,
+    now: float,
+    *,
+    replace: bool,
+) -> None:
+    # A later expiry replaces the row rather than updating it: the new row's seq
+    # carries the change to readers that have already read past the old one.
+    if replace:
+        conn.execute(
+            delete(revocations).where(
+                revocations.c.kind == kind, revocations.c.id == id
+            )
+        )
+    conn.execute(
+        insert(revocations).values(
+            kind=kind, id=id, expires_at=expires_at, created_at=now
+        )
+    )
+
+
 class RevocationSet:
     """Revoked ids in memory, with their expiry, mirrored from the table.
 
@@ -140,6 +185,7 @@ class RevocationSet:
         self._clock = clock
         self._entries: dict[tuple[str, str], float] = {}
         self._seq = 0
+        self._dropped_at = 0.0
         self._lock = threading.Lock()
         if engine is not None:
             event.listen(engine, "commit", self._on_commit)
@@ -191,23 +237,14 @@ class RevocationSet:
                 f"Revocation kind {kind!r} is not one of {sorted(KINDS)}."
             )
         now = self._clock()
+        _take_seq_lock(conn)
         existing = conn.execute(
             select(revocations.c.expires_at).where(
                 revocations.c.kind == kind, revocations.c.id == id
             )
         ).scalar_one_or_none()
-        if existing is None:
-            conn.execute(
-                insert(revocations).values(
-                    kind=kind, id=id, expires_at=expires_at, created_at=now
-                )
-            )
-        elif existing < expires_at:
-            conn.execute(
-                update(revocations)
-                .where(revocations.c.kind == kind, revocations.c.id == id)
-                .values(expires_at=expires_at)
-            )
+        if existing is None or existing < expires_at:
+            _write_row(conn, kind, id, expires_at, now, replace=existing is not None)
         # Tagged with the savepoint so that a unit of work rolled back alone (the
         # group-commit writer runs each unit in one) does not reach memory.
         nested = conn.get_nested_transaction()
@@ -232,7 +269,8 @@ class RevocationSet:
     def refresh(self, conn: Connection | None = None) -> int:
         """Read rows with a seq above the highest seen; return how many were new.
 
-        Also drops entries whose expiry has passed.
+        Also drops entries whose expiry has passed, at most every ``DROP_EVERY``
+        seconds.
         """
         if conn is None:
             engine = self._require_engine()
@@ -259,7 +297,9 @@ class RevocationSet:
             if not rows:
                 latest = conn.execute(select(func.max(revocations.c.seq))).scalar()
                 self._seq = max(self._seq, latest or 0)
-        self.drop_expired(now)
+        if now - self._dropped_at >= DROP_EVERY:
+            self._dropped_at = now
+            self.drop_expired(now)
         return len(rows)
 
     def drop_expired(self, now: float) -> int:

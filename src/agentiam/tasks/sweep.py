@@ -32,15 +32,11 @@ async def sweep_once(ctx: ServerContext) -> list[str]:
 
 
 async def run_sweeper(ctx: ServerContext, interval: float = SWEEP_INTERVAL) -> None:
-    """Run ``sweep_once`` and refresh the revocation set every ``interval`` seconds.
-
-    The refresh picks up entries that other server nodes wrote.
-    """
+    """Run ``sweep_once`` every ``interval`` seconds until cancelled."""
     while True:
         await asyncio.sleep(interval)
         try:
             expired = await sweep_once(ctx)
-            await asyncio.to_thread(ctx.revocations.refresh)
         except Exception:
             logger.exception("Failed to sweep expired tasks")
             continue

@@ -1,0 +1,125 @@
+"""Readers that poll by seq miss no row: commit order and later expiries.
+
+A reader (another node's ``refresh``, a resource server on the feed) asks only for
+rows above the highest seq it has read, so rows must commit in seq order and a
+change to a row must come with a new seq.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+from tests.storage.conftest import POSTGRES_URL
+
+from agentiam.revocation import RevocationSet
+from agentiam.revocation.revocation_set import DROP_MARGIN
+from agentiam.revocation.tables import revocations
+from agentiam.storage.engine import create_engine
+from agentiam.storage.metadata import metadata
+
+NOW = 1_800_000_000.0
+
+
+def clock() -> float:
+    return NOW
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'revocations.db'}")
+    metadata.create_all(engine, tables=[revocations])
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_engine() -> Iterator[Engine]:
+    schema = f"agentiam_revocations_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = create_engine(
+        POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"}
+    )
+    metadata.create_all(engine, tables=[revocations])
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest) -> Engine:
+    return request.getfixturevalue(f"{request.param}_engine")
+
+
+def test_later_expiry_reaches_other_node(engine: Engine) -> None:
+    node_a = RevocationSet(engine, clock=clock)
+    node_b = RevocationSet(None, clock=clock)
+    with engine.begin() as conn:
+        node_a.revoke_in(conn, "instance", "i-1", NOW + 100)
+    with engine.connect() as conn:
+        assert node_b.refresh(conn) == 1
+
+    with engine.begin() as conn:
+        node_a.revoke_in(conn, "instance", "i-1", NOW + 1000)
+    with engine.connect() as conn:
+        assert node_b.refresh(conn) == 1
+
+    past_first_expiry = NOW + 100 + DROP_MARGIN + 1
+    later = RevocationSet(None, clock=lambda: past_first_expiry)
+    with engine.connect() as conn:
+        later.load(conn)
+        rows = conn.execute(sqlalchemy.select(revocations.c.expires_at)).all()
+    assert rows == [(NOW + 1000,)]
+    assert later.is_revoked("instance", "i-1")
+    assert node_b.seq == 2
+
+
+def test_earlier_expiry_keeps_the_row(engine: Engine) -> None:
+    node = RevocationSet(engine, clock=clock)
+    with engine.begin() as conn:
+        node.revoke_in(conn, "task", "tsk-1", NOW + 1000)
+        node.revoke_in(conn, "task", "tsk-1", NOW + 10)
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sqlalchemy.select(revocations.c.seq, revocations.c.expires_at)
+        ).all()
+    assert rows == [(1, NOW + 1000)]
+
+
+@pytest.mark.postgres
+def test_postgres_writers_commit_in_seq_order(postgres_engine: Engine) -> None:
+    node = RevocationSet(postgres_engine, clock=clock)
+
+    with postgres_engine.connect() as first:
+        first_txn = first.begin()
+        node.revoke_in(first, "task", "tsk-first", NOW + 300)
+        # While the first transaction is open, a second writer cannot take a seq.
+        with postgres_engine.connect() as second:
+            second.execute(text("SET lock_timeout = '200ms'"))
+            second.commit()
+            with (
+                pytest.raises(OperationalError, match="lock timeout"),
+                second.begin(),
+            ):
+                node.revoke_in(second, "task", "tsk-second", NOW + 300)
+        first_txn.commit()
+
+    with postgres_engine.begin() as conn:
+        node.revoke_in(conn, "task", "tsk-second", NOW + 300)
+    with postgres_engine.connect() as conn:
+        rows = conn.execute(
+            sqlalchemy.select(revocations.c.id).order_by(revocations.c.seq)
+        ).all()
+    assert [row[0] for row in rows] == ["tsk-first", "tsk-second"]
