@@ -44,6 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from agentiam import strict_json
+from agentiam.audit.canonical_lines import CANONICAL_EVENT_LINE, check_canonical_lines
 from agentiam.audit.chain import (
     GENESIS_CHAIN_HASH,
     b64url,
@@ -59,7 +60,6 @@ from agentiam.audit.merkle import (
     empty_root,
     leaf_hash,
     node_hash,
-    root_from_leaf_hashes,
 )
 from agentiam.audit.tables import audit_events, tree_heads
 from agentiam.audit.tree import NODE_LEVEL, perfect_pieces
@@ -67,6 +67,9 @@ from agentiam.audit.tree_head import TreeHead, verify_tree_head
 from agentiam.jose import KeyLookup
 
 _BATCH = 10_000
+# The maximum number of canonical export lines checked in one call.  The lines
+# of a run stay in memory until it is checked.
+_RUN_LINES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,35 +346,21 @@ def load_trusted_head(text: str, keys: KeyLookup, *, issuer: str | None) -> Tree
     return verify_tree_head(text, keys, issuer=issuer)
 
 
-# An event line as ``agentiam audit export`` writes it when the event's JSON is
-# its canonical bytes (see ``queries.event_to_json``).  The line is this prefix,
-# the event's bytes and the closing brace, so the bytes can be hashed as they are.
-_CANONICAL_EVENT_LINE: Final = re.compile(
-    r'\{"kind":"event","seq":(0|[1-9][0-9]{0,17}),'
-    r'"leaf_hash":"([A-Za-z0-9_-]{43})","chain_hash":"([A-Za-z0-9_-]{43})",'
-    r'"event":'
-)
-
-
 @dataclass(slots=True)
 class _ExportScan:
     """The state of one pass over an export: the chain, the tree and the heads.
 
-    The compact stack contains the roots of the perfect subtrees over the leaves
-    read so far, largest first (see ``merkle.CompactRange``).  A head can come
-    after the events it covers, so every leaf hash (32 bytes an event) and every
-    subtree root of ``NODE_LEVEL`` and above are kept to compute a root at any
-    size afterwards without a second pass.
+    A head can come after the events it covers, so every leaf hash (32 bytes an
+    event) is kept, and ``levels[k]`` contains the root of every complete, aligned
+    subtree of ``2**(NODE_LEVEL + k)`` leaves, in order.  They give the root at
+    any size afterwards without a second pass (``root_at``).
     """
 
     report: VerifyReport
-    sizes: set[int]
     progress: Callable[[int], None] | None
     chain: bytes = GENESIS_CHAIN_HASH
-    stack: list[bytes] = field(default_factory=list)
     leaves: bytearray = field(default_factory=bytearray)
     levels: list[bytearray] = field(default_factory=list)
-    roots: dict[int, bytes] = field(default_factory=dict)
     heads: list[TreeHead] = field(default_factory=list)
     broken: bool = False
     # A seq above the expected one: the position, the seq found, and whether the
@@ -436,36 +425,42 @@ class _ExportScan:
                 "(event edited, inserted, deleted or reordered)",
             )
             return
+        self.extend(leaf, chain)
+
+    def extend(self, leaves: bytes, chain: bytes) -> None:
+        """Add verified leaf hashes, and the chain hash of the last one."""
+        before = self.report.events
         self.chain = chain
-        self.leaves += leaf
-        self._push(position, leaf)
-        size = position + 1
-        self.report.events = size
-        if size in self.sizes:
-            self.roots[size] = self._stack_root()
-        if self.progress is not None and size % _BATCH == 0:
-            self.progress(size)
+        self.append_leaves(leaves)
+        self.report.events = after = len(self.leaves) // HASH_SIZE
+        if self.progress is not None:
+            for size in range(before - before % _BATCH + _BATCH, after + 1, _BATCH):
+                self.progress(size)
 
-    def _push(self, index: int, value: bytes) -> None:
-        # Each trailing one bit of the index is a left sibling waiting on the stack.
-        level = 0
-        stack = self.stack
-        while index & 1:
-            value = _sha256(b"\x01" + stack.pop() + value).digest()
-            index >>= 1
-            level += 1
-            if level >= NODE_LEVEL:
-                while len(self.levels) <= level - NODE_LEVEL:
-                    self.levels.append(bytearray())
-                self.levels[level - NODE_LEVEL] += value
-        stack.append(value)
+    def append_leaves(self, leaves: bytes) -> None:
+        """Add leaf hashes and the subtree roots of ``NODE_LEVEL`` they complete."""
+        stored = self.leaves
+        first = len(stored) // _BLOCK_BYTES
+        stored += leaves
+        for block in range(first, len(stored) // _BLOCK_BYTES):
+            start = block * _BLOCK_BYTES
+            self._add_node(
+                0, _perfect_root(bytes(stored[start : start + _BLOCK_BYTES]))
+            )
 
-    def _stack_root(self) -> bytes:
-        stack = self.stack
-        result = stack[-1]
-        for value in reversed(stack[:-1]):
-            result = node_hash(value, result)
-        return result
+    def _add_node(self, index: int, value: bytes) -> None:
+        # A node that makes its row's count even is a right child.  It and its
+        # left sibling give the parent, which goes one row up the same way.
+        levels = self.levels
+        while True:
+            if index == len(levels):
+                levels.append(bytearray())
+            row = levels[index]
+            row += value
+            if len(row) // HASH_SIZE % 2:
+                return
+            value = _sha256(b"\x01" + row[-2 * HASH_SIZE :]).digest()
+            index += 1
 
     def root_at(self, size: int) -> bytes:
         """Return the root of the first ``size`` verified leaves (``size >= 1``)."""
@@ -480,9 +475,24 @@ class _ExportScan:
             offset = (low >> level) * HASH_SIZE
             return bytes(self.levels[level - NODE_LEVEL][offset : offset + HASH_SIZE])
         data = bytes(self.leaves[low * HASH_SIZE : (low + (1 << level)) * HASH_SIZE])
-        return root_from_leaf_hashes(
-            [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+        return _perfect_root(data)
+
+
+# Leaf hashes under one subtree of ``NODE_LEVEL``, in bytes.
+_BLOCK_BYTES: Final = HASH_SIZE << NODE_LEVEL
+
+
+def _perfect_root(data: bytes) -> bytes:
+    """Return the root over ``2**k`` leaf hashes joined in ``data`` (RFC 9162)."""
+    # Each pair of adjacent hashes is one node input after the 0x01 prefix.
+    while len(data) > HASH_SIZE:
+        data = b"".join(
+            [
+                _sha256(b"\x01" + data[i : i + 2 * HASH_SIZE]).digest()
+                for i in range(0, len(data), 2 * HASH_SIZE)
+            ]
         )
+    return data
 
 
 def verify_export(
@@ -496,37 +506,27 @@ def verify_export(
     """Verify a JSON-lines export like ``verify_log`` verifies the database.
 
     The lines are read once, as they come.  An event line in the canonical
-    layout (``_CANONICAL_EVENT_LINE``) has its event bytes hashed exactly as they
-    stand in the file; those same bytes are then parsed and checked as an event,
-    so what is hashed is what is checked.  Any other event line (an export whose
-    event JSON is not in canonical form) is parsed strictly, and its event is
-    encoded canonically again before hashing.
+    layout (``canonical_lines.CANONICAL_EVENT_LINE``) has its event bytes hashed
+    exactly as they stand in the file; those same bytes are then parsed and
+    checked as an event, so what is hashed is what is checked.  Such lines are
+    checked in runs of up to ``_RUN_LINES``, and the first line of a run that
+    fails a check is checked again alone to name the failure.  Any other event
+    line (an export whose event JSON is not in canonical form) is parsed
+    strictly, and its event is encoded canonically again before hashing.
 
     Raises:
         AuditError: a line is not valid JSON of the export format (the position
             is named), so the file cannot be checked at all.
     """
     report = VerifyReport()
-    sizes = {head.size for head in trusted_heads}
-    scan = _ExportScan(report, sizes, progress)
-    seen = False
-    for number, line in enumerate(lines, start=1):
-        if number == 1:
-            _read_header(line)
-            continue
-        match = _CANONICAL_EVENT_LINE.match(line)
-        if match is not None and _read_canonical_event(number, line, match, scan):
-            seen = True
-            continue
-        if line.strip():
-            _read_line(number, line, scan)
-            seen = True
+    scan = _ExportScan(report, progress)
+    seen = _scan_lines(lines, scan)
     if not seen:
         raise AuditError("The export is empty; expected a header line first.")
     scan.finish()
 
     report.tree_heads = len(scan.heads)
-    roots = scan.roots
+    roots: dict[int, bytes] = {}
     for head in (*scan.heads, *trusted_heads):
         if head.size not in roots and 1 <= head.size <= report.events:
             roots[head.size] = scan.root_at(head.size)
@@ -579,6 +579,71 @@ def _read_header(line: str) -> None:
         raise AuditError(f"Export line 1 is invalid: {err}") from err
 
 
+def _scan_lines(lines: Iterable[str], scan: _ExportScan) -> bool:
+    """Check the header and then every line; ``False`` if none follows the header.
+
+    Consecutive canonical event lines are checked as runs while the scan is not
+    broken.  Any other line ends a run and is checked alone.
+    """
+    lines = iter(lines)
+    header = next(lines, None)
+    if header is None:
+        return False
+    _read_header(header)
+
+    seen = False
+    run: list[re.Match[str]] = []
+    number = 1
+    match_line = CANONICAL_EVENT_LINE.match
+    for number, line in enumerate(lines, start=2):
+        match = match_line(line)
+        if match is not None and not scan.broken:
+            run.append(match)
+            if len(run) == _RUN_LINES:
+                _read_canonical_run(number - _RUN_LINES + 1, run, scan)
+                run, seen = [], True
+            continue
+        if run:
+            _read_canonical_run(number - len(run), run, scan)
+            run, seen = [], True
+        seen = _read_any_line(number, line, match, scan) or seen
+    if run:
+        _read_canonical_run(number - len(run) + 1, run, scan)
+        seen = True
+    return seen
+
+
+def _read_canonical_run(
+    start: int, run: Sequence[re.Match[str]], scan: _ExportScan
+) -> None:
+    """Check canonical event lines from line number ``start`` on, as one run."""
+    while run and not scan.broken:
+        count, leaves, chain = check_canonical_lines(
+            run, scan.report.events, scan.chain
+        )
+        scan.extend(leaves, chain)
+        if count == len(run):
+            return
+        # The line after the lines that passed gets the per-line checks, which
+        # name its problem, or accept it if only its layout is unusual.
+        _read_any_line(start + count, run[count].string, run[count], scan)
+        start, run = start + count + 1, run[count + 1 :]
+    for number, match in enumerate(run, start=start):
+        _read_any_line(number, match.string, match, scan)
+
+
+def _read_any_line(
+    number: int, line: str, match: re.Match[str] | None, scan: _ExportScan
+) -> bool:
+    """Check one line after the header; ``False`` if it is blank."""
+    if match is not None and _read_canonical_event(number, line, match, scan):
+        return True
+    if line.strip():
+        _read_line(number, line, scan)
+        return True
+    return False
+
+
 def _read_canonical_event(
     number: int, line: str, match: re.Match[str], scan: _ExportScan
 ) -> bool:
@@ -598,7 +663,10 @@ def _read_canonical_event(
     if scan.broken or b64url(leaf) != leaf_text:
         return False
     try:
-        AuditEvent.from_dict(json.loads(text))
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("the event is not a JSON object")
+        AuditEvent.from_dict(data)
     except (ValueError, TypeError, AuditEventError) as err:
         raise AuditError(f"Export line {number} is invalid: {err}") from err
     scan.add(int(seq), leaf, chain_text, None)
