@@ -20,6 +20,8 @@ It measures, on SQLite in a temporary directory:
   proof after the log is opened.
 
 The machine is shared, so the load average before and after is recorded too.
+With ``--verify-only`` it builds and exports the log, prints the wall and CPU
+seconds of each ``verify_export`` run and writes no results.
 
 Results go to bench/results/audit.md and bench/results/audit.json.
 """
@@ -45,12 +47,12 @@ from sqlalchemy import insert
 
 from agentiam.audit.chain import GENESIS_CHAIN_HASH, next_chain_hash
 from agentiam.audit.events import AuditEvent
+from agentiam.audit.export_verifier import verify_export
 from agentiam.audit.log import AuditLog
 from agentiam.audit.merkle import CompactRange, leaf_hash
 from agentiam.audit.tables import audit_events, audit_tree_nodes, tree_heads
 from agentiam.audit.tree import nodes_for_leaves
 from agentiam.audit.tree_head import sign_tree_head
-from agentiam.audit.verify import verify_export
 from agentiam.cli.audit import _export
 from agentiam.jose import SigningKey, VerificationKey
 from agentiam.storage.engine import create_engine
@@ -210,6 +212,20 @@ def measure_verify(path: Path, key: SigningKey, runs: int) -> list[float]:
     return times
 
 
+def measure_verify_only(count: int, runs: int) -> None:
+    """Build and export a log of ``count`` events and print each verify's time."""
+    key = SigningKey.generate("ES256")
+    with tempfile.TemporaryDirectory() as name:
+        directory = Path(name)
+        build_log(directory, count, key)
+        path, _ = export_log(directory)
+        for _ in range(runs):
+            cpu = time.process_time()
+            (wall,) = measure_verify(path, key, 1)
+            cpu = time.process_time() - cpu
+            print(f"verify {count} events: {wall:.2f} s wall, {cpu:.2f} s CPU")
+
+
 def measure_proofs(directory: Path, count: int, samples: int) -> dict[str, float]:
     """Return the first and the median inclusion proof time, in milliseconds."""
     engine = create_engine(f"sqlite:///{directory / 'agentiam.db'}")
@@ -278,7 +294,16 @@ def main() -> None:
     parser.add_argument(
         "--runs", type=int, default=3, help="runs of each measurement (default: 3)"
     )
+    parser.add_argument(
+        "--verify-only",
+        action="store_true",
+        help="only build and export the log of --events events and time "
+        "verify_export --runs times, printing wall and CPU seconds; writes no results",
+    )
     args = parser.parse_args()
+    if args.verify_only:
+        measure_verify_only(args.events, args.runs)
+        return
     load_before = load_average()
 
     runs = [measure_append_run(args.appends, args.writers) for _ in range(args.runs)]

@@ -19,13 +19,14 @@ from types import SimpleNamespace
 import pytest
 from tests.audit.conftest import ISSUER
 
-from agentiam.audit import canonical_lines, verify
+from agentiam.audit import canonical_lines, export_verifier
 from agentiam.audit.chain import b64url, hash_from_b64url, next_chain_hash
 from agentiam.audit.errors import AuditError
 from agentiam.audit.events import AuditEvent
+from agentiam.audit.export_verifier import verify_export
 from agentiam.audit.log import AuditLog
 from agentiam.audit.merkle import leaf_hash
-from agentiam.audit.verify import VerifyReport, verify_export
+from agentiam.audit.verify_report import VerifyReport
 from agentiam.cli.audit import _export
 
 EVENTS = 130
@@ -61,7 +62,7 @@ def lines(audit_log: AuditLog, tmp_path: Path) -> list[str]:
 def _verify(
     lines: list[str], keyring, run_lines: int, monkeypatch, progress=None
 ) -> VerifyReport:
-    monkeypatch.setattr(verify, "_RUN_LINES", run_lines)
+    monkeypatch.setattr(export_verifier, "_RUN_LINES", run_lines)
     return verify_export(lines, keyring.lookup, issuer=ISSUER, progress=progress)
 
 
@@ -167,7 +168,7 @@ def test_runs_find_rehashed_export_by_root(
 @pytest.mark.parametrize("run_lines", RUN_LINES)
 def test_runs_accept_untouched_export(lines, keyring, monkeypatch, run_lines) -> None:
     progress: list[int] = []
-    monkeypatch.setattr(verify, "_BATCH", 10)
+    monkeypatch.setattr(export_verifier, "_BATCH", 10)
     report = _verify(lines, keyring, run_lines, monkeypatch, progress.append)
     assert report.ok, report.problems
     assert (report.events, report.tree_heads, report.covered) == (EVENTS, 1, EVENTS)

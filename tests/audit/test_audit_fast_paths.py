@@ -19,6 +19,7 @@ from tests.audit.conftest import ISSUER
 from agentiam.audit.chain import b64url
 from agentiam.audit.errors import AuditError
 from agentiam.audit.events import AuditEvent
+from agentiam.audit.export_verifier import _ExportScan, verify_export
 from agentiam.audit.log import AuditLog
 from agentiam.audit.merkle import (
     LeafHashes,
@@ -27,7 +28,7 @@ from agentiam.audit.merkle import (
     leaf_hash,
 )
 from agentiam.audit.tree import batch_nodes, nodes_for_leaves
-from agentiam.audit.verify import VerifyReport, _ExportScan, verify_export
+from agentiam.audit.verify_report import VerifyReport
 from agentiam.cli.audit import _export
 
 

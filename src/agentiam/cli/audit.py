@@ -21,19 +21,15 @@ from typing import Any
 from sqlalchemy import select
 
 from agentiam.audit.errors import AuditError, TreeHeadError
+from agentiam.audit.export_verifier import verify_export
 from agentiam.audit.log import StoredEvent, stored_event_from_row
 from agentiam.audit.queries import event_to_json, render_trail, trail
 from agentiam.audit.siem.ocsf import to_ocsf
 from agentiam.audit.siem.sink import AuditSink, SinkDeliveryError
 from agentiam.audit.tables import audit_events
 from agentiam.audit.tree_head import TreeHead
-from agentiam.audit.verify import (
-    VerifyReport,
-    load_trusted_head,
-    verify_export,
-    verify_log,
-    verify_rows_for_head,
-)
+from agentiam.audit.verify import verify_log, verify_rows_for_head
+from agentiam.audit.verify_report import VerifyReport, load_trusted_head
 from agentiam.cli.context import (
     add_common_arguments,
     add_output_argument,
