@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import os
+import re
 from typing import Any
 
 import httpx
 import pytest
 
-from agentiam.enforce.audit import DecisionSink
+from agentiam.enforce.audit import DecisionSink, new_decision_id
 
 pytestmark = pytest.mark.anyio
 
@@ -152,3 +155,34 @@ async def test_sink_keeps_settled_half_on_transient_error() -> None:
     assert route.accepted == ["d-0", "d-1", "d-3"]
     assert sink.dropped == 1
     assert len(sink) == 0
+
+
+def test_decision_ids_unique_across_draws() -> None:
+    # 600 ids span three draws of 256, so the refill is exercised twice.
+    ids = [new_decision_id() for _ in range(600)]
+    assert len(set(ids)) == len(ids)
+
+
+def test_decision_id_format() -> None:
+    for decision_id in (new_decision_id() for _ in range(300)):
+        assert len(decision_id) == 24
+        assert re.fullmatch(r"[A-Za-z0-9_-]{24}", decision_id)
+        assert len(base64.urlsafe_b64decode(decision_id)) == 18
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_decision_ids_not_shared_with_fork() -> None:
+    new_decision_id()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        os.write(write_end, new_decision_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    child_id = os.read(read_end, 64).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    parent_ids = {new_decision_id() for _ in range(256)}
+    assert len(child_id) == 24
+    assert child_id not in parent_ids

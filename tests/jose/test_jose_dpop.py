@@ -25,6 +25,7 @@ from agentiam.jose import (
     normalize_htu,
     unverified_header,
     verify_dpop_proof,
+    verify_dpop_proof_jkt,
 )
 from agentiam.jose._base64url import b64url_encode
 from agentiam.jose.dpop import _check_time
@@ -478,3 +479,68 @@ def test_iat_huge_integer_in_payload() -> None:
         "JSON number '10000000000000000000...' (401 digits) in member 'iat' is out "
         "of range: integers must be between -(2**53 - 1) and 2**53 - 1"
     )
+
+
+def verify_jkt(proof: str, **kwargs: Any) -> str:
+    arguments: dict[str, Any] = {"htm": "POST", "htu": HTU, "now": NOW}
+    arguments.update(kwargs)
+    arguments.setdefault("replay", ReplayCache(100))
+    arguments.setdefault("expected_ath", access_token_hash("tok"))
+    return verify_dpop_proof_jkt(proof, **arguments)
+
+
+def test_jkt_only_returns_thumbprint() -> None:
+    proof = proof_with(claims(jti="jkt-1", ath=access_token_hash("tok")))
+    assert verify_jkt(proof) == KEY.thumbprint()
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        (
+            {"ath": access_token_hash("other")},
+            DPoPProofError,
+            "DPoP proof 'ath' does not match the access token",
+        ),
+        (
+            {"ath": None},
+            DPoPProofError,
+            "DPoP proof is missing 'ath' for the access token",
+        ),
+        ({"htm": "GET"}, DPoPProofError, "DPoP proof htm 'GET' is not 'POST'"),
+        (
+            {"iat": int(NOW) - 61},
+            DPoPProofError,
+            f"DPoP proof iat {int(NOW) - 61} is older than 60 s (now {NOW:.0f})",
+        ),
+    ],
+    ids=["ath-wrong", "ath-missing", "htm", "iat-old"],
+)
+def test_jkt_only_runs_every_check(
+    changes: dict[str, Any], error: type[JOSEError], message: str
+) -> None:
+    payload = claims(jti="jkt-checks", ath=access_token_hash("tok"))
+    payload.update(changes)
+    payload = {name: value for name, value in payload.items() if value is not None}
+    with pytest.raises(error) as info:
+        verify_jkt(proof_with(payload))
+    assert str(info.value) == message
+
+
+def test_jkt_only_checks_signature() -> None:
+    good = proof_with(claims(jti="jkt-sig", ath=access_token_hash("tok")))
+    header, _, signature = good.split(".")
+    changed = claims(jti="jkt-other", ath=access_token_hash("tok"))
+    forged = f"{header}.{b64url_encode(json.dumps(changed).encode())}.{signature}"
+    with pytest.raises(InvalidSignatureError) as info:
+        verify_jkt(forged)
+    assert str(info.value) == "DPoP proof signature is invalid for its jwk"
+
+
+def test_jkt_only_rejects_replay() -> None:
+    cache = ReplayCache(10)
+    proof = proof_with(claims(jti="jkt-replay", ath=access_token_hash("tok")))
+    verify_jkt(proof, replay=cache)
+    with pytest.raises(DPoPReplayError) as info:
+        verify_jkt(proof, replay=cache)
+    assert str(info.value) == "DPoP proof jti 'jkt-replay' was already used"

@@ -27,7 +27,12 @@ from agentiam.jose import (
     verify_jws,
 )
 from agentiam.jose._base64url import b64url_encode
-from agentiam.jose.jws import normalize_typ, sign_jws_with_header
+from agentiam.jose.jws import (
+    normalize_typ,
+    sign_bytes,
+    sign_jws_with_header,
+    verify_signature,
+)
 from agentiam.strict_json import MAX_INTEGER
 
 ES256_KEY = SigningKey.generate("ES256", kid="es")
@@ -402,3 +407,24 @@ def test_any_byte_change_fails(data: st.DataObject, token: str) -> None:
     changed = token[:index] + replacement + token[index + 1 :]
     with pytest.raises(JOSEError):
         verify(changed)
+
+
+@pytest.mark.parametrize(
+    ("alg", "signer", "verifier"),
+    [("ES256", "ES256", "EdDSA"), ("EdDSA", "EdDSA", "ES256")],
+    ids=["es256-with-ed25519-key", "eddsa-with-p256-key"],
+)
+def test_verify_signature_rejects_other_key_type(
+    alg: str, signer: str, verifier: str
+) -> None:
+    signing = SigningKey.generate(signer)
+    other = SigningKey.generate(verifier).private_key.public_key()
+    signature = sign_bytes(signing, b"input")
+    assert verify_signature(alg, signing.private_key.public_key(), b"input", signature)
+    assert not verify_signature(alg, other, b"input", signature)
+
+
+def test_verify_signature_rejects_unknown_key() -> None:
+    signing = SigningKey.generate("ES256")
+    signature = sign_bytes(signing, b"input")
+    assert not verify_signature("ES256", object(), b"input", signature)  # type: ignore[arg-type]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -31,7 +31,7 @@ class VerifiedToken:
     principal: Principal
     revocation_ids: tuple[str, ...]
     ath: str
-    record_fields: Mapping[str, Any]
+    record_fields: MappingProxyType[str, Any]
 
 
 def verified_token(token: str, claims: AccessTokenClaims) -> VerifiedToken:
@@ -65,7 +65,7 @@ def principal_of(claims: AccessTokenClaims) -> Principal:
     )
 
 
-NO_CALLER: Mapping[str, Any] = MappingProxyType(
+NO_CALLER: MappingProxyType[str, Any] = MappingProxyType(
     {
         "human": None,
         "actors": (),
@@ -77,7 +77,7 @@ NO_CALLER: Mapping[str, Any] = MappingProxyType(
 )
 
 
-def record_fields(principal: Principal | None) -> Mapping[str, Any]:
+def record_fields(principal: Principal | None) -> MappingProxyType[str, Any]:
     """Return the decision record members that name the caller, null when unknown.
 
     The values are immutable (tuples encode as JSON arrays), so one mapping is

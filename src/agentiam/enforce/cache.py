@@ -25,9 +25,14 @@ class TokenCache(Generic[T]):
         return len(self._entries)
 
     @staticmethod
-    def key_of(token: str) -> bytes:
-        """Return the cache key of a token: its SHA-256 digest."""
-        return hashlib.sha256(token.encode()).digest()
+    def key_of(token: str | bytes) -> bytes:
+        """Return the cache key of a token: the SHA-256 digest of its bytes.
+
+        A str is hashed as UTF-8, so an ASCII token, as every JWS is, has the same
+        key as text and as bytes.
+        """
+        data = token.encode() if isinstance(token, str) else token
+        return hashlib.sha256(data).digest()
 
     def get(self, key: bytes, now: float) -> T | None:
         """Return the claims cached under ``key`` if they have not expired."""

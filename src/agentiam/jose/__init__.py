@@ -13,6 +13,7 @@ from agentiam.jose.dpop import (
     create_dpop_proof,
     normalize_htu,
     verify_dpop_proof,
+    verify_dpop_proof_jkt,
 )
 from agentiam.jose.errors import (
     DPoPProofError,
@@ -71,5 +72,6 @@ __all__ = [
     "sign_jws",
     "unverified_header",
     "verify_dpop_proof",
+    "verify_dpop_proof_jkt",
     "verify_jws",
 ]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 
-_ALPHABET_RE = re.compile(r"[A-Za-z0-9_-]*")
-_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+# The base64url alphabet is mapped onto the standard one. '+', '/' and '=' are not
+# base64url, so they become '!', which strict decoding rejects like any other
+# character outside the alphabet.
+_TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
 # The last character of a text whose length is 2 (or 3) modulo 4 carries 4 (or 2)
 # bits beyond the data. Only these characters have those bits zero.
 _LAST_OF_ONE_BYTE = frozenset("AQgw")
@@ -28,17 +29,22 @@ def b64url_decode(text: str) -> bytes | None:
     never decode to the same bytes.
     """
     remainder = len(text) % 4
-    if remainder == 1 or _ALPHABET_RE.fullmatch(text) is None:
+    if remainder == 1 or not text.isascii():
         return None
     if remainder == 2:
         if text[-1] not in _LAST_OF_ONE_BYTE:
             return None
-        text += "=="
+        padding = b"=="
     elif remainder == 3:
         if text[-1] not in _LAST_OF_TWO_BYTES:
             return None
-        text += "="
+        padding = b"="
+    else:
+        padding = b""
+    # Strict mode rejects every character outside the standard alphabet, so
+    # whitespace and the '!' put in for '+', '/' and '=' fail here.
+    standard = text.encode("ascii").translate(_TO_STANDARD) + padding
     try:
-        return binascii.a2b_base64(text.encode("ascii").translate(_TO_STANDARD))
+        return binascii.a2b_base64(standard, strict_mode=True)
     except binascii.Error:
         return None

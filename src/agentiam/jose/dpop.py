@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import secrets
@@ -44,6 +43,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Proof headers checked before, by their base64url text. An agent sends the same
 # header (alg, typ and its public jwk) with every proof, so the header parsing,
 # the key import and the thumbprint are paid once per key, not once per proof.
+# Reuse is sound because the decoding is canonical: equal texts are equal header
+# bytes, and every header check depends only on those bytes and the algorithm
+# allow-list, which is part of the key. Each proof's signature is still verified.
 _HEADER_CACHE_SIZE = 4096
 _MAX_CACHED_HEADER_LENGTH = 2048
 
@@ -92,11 +94,14 @@ class _ProofHeaderCache:
 
     def get(self, key: tuple[str, frozenset[str]]) -> _ProofHeader | None:
         # A single dict lookup is atomic, so reads skip the lock. An entry that
-        # another thread evicts in between is not moved.
+        # another thread evicts in between is not moved. A plain try costs less
+        # per request than entering contextlib.suppress.
         found = self._items.get(key)
         if found is not None:
-            with contextlib.suppress(KeyError):
+            try:  # noqa: SIM105
                 self._items.move_to_end(key)
+            except KeyError:
+                pass
         return found
 
     def put(self, key: tuple[str, frozenset[str]], value: _ProofHeader) -> None:
@@ -180,7 +185,7 @@ def _string_claim(claims: dict[str, Any], name: str) -> str:
 
 
 def _check_time(iat: Any, *, now: float, max_age: float, leeway: float) -> float:
-    if isinstance(iat, bool) or not isinstance(iat, int | float):
+    if isinstance(iat, bool) or not isinstance(iat, (int, float)):
         raise DPoPProofError("DPoP proof claim 'iat' is missing or not a number")
     # Comparing first keeps float() below from overflowing on a huge integer; NaN
     # fails both comparisons and is rejected here too.
@@ -287,6 +292,84 @@ def verify_dpop_proof(
     if access_token is not None and expected_ath is not None:
         raise ValueError("pass access_token or expected_ath, not both")
 
+    checked, claims, iat = _verify_proof(
+        proof,
+        htm=htm,
+        htu=htu,
+        now=now,
+        max_age=max_age,
+        replay=replay,
+        leeway=leeway,
+        nonce=nonce,
+        algorithms=algorithms,
+        access_token=access_token,
+        expected_ath=expected_ath,
+    )
+    return DPoPProof(
+        jkt=checked.jkt,
+        jti=claims["jti"],
+        iat=iat,
+        jwk=dict(checked.jwk),
+        htm=claims["htm"],
+        htu=claims["htu"],
+        ath=claims.get("ath"),
+        nonce=claims.get("nonce"),
+    )
+
+
+def verify_dpop_proof_jkt(
+    proof: str,
+    *,
+    htm: str,
+    htu: str,
+    now: float,
+    expected_ath: str,
+    max_age: float = 60,
+    replay: ReplayCache,
+    leeway: float = 30,
+    algorithms: frozenset[str] = ALLOWED_ALGORITHMS,
+) -> str:
+    """Verify a DPoP proof presented with an access token and return its ``jkt``.
+
+    The checks are those of ``verify_dpop_proof`` with ``expected_ath``. It is for
+    a resource server that needs only the thumbprint to compare with the token's
+    ``cnf.jkt``, and it builds no DPoPProof.
+
+    Raises:
+        DPoPReplayError: the ``jti`` was already used.
+        JOSEError: another subclass naming the check that failed.
+    """
+    checked, _, _ = _verify_proof(
+        proof,
+        htm=htm,
+        htu=htu,
+        now=now,
+        max_age=max_age,
+        replay=replay,
+        leeway=leeway,
+        nonce=None,
+        algorithms=algorithms,
+        access_token=None,
+        expected_ath=expected_ath,
+    )
+    return checked.jkt
+
+
+def _verify_proof(
+    proof: str,
+    *,
+    htm: str,
+    htu: str,
+    now: float,
+    max_age: float,
+    replay: ReplayCache,
+    leeway: float,
+    nonce: str | None,
+    algorithms: frozenset[str],
+    access_token: str | None,
+    expected_ath: str | None,
+) -> tuple[_ProofHeader, dict[str, Any], float]:
+    """Run every check of ``verify_dpop_proof`` and return the header, claims, iat."""
     header_part, payload_part, signature_part = _split(proof)
     checked = _proof_header(header_part, algorithms)
     claims = _verify_proof_signature(header_part, payload_part, signature_part, checked)
@@ -295,28 +378,15 @@ def verify_dpop_proof(
     if proof_htm != htm:
         raise DPoPProofError(f"DPoP proof htm {proof_htm!r} is not {htm!r}")
     proof_htu = _string_claim(claims, "htu")
-    expected_htu = normalize_htu(htu)
-    if normalize_htu(proof_htu) != expected_htu:
+    expected_htu = _normalize_htu(htu)
+    if _normalize_htu(proof_htu) != expected_htu:
         raise DPoPProofError(
             f"DPoP proof htu {proof_htu!r} does not match {expected_htu!r}"
         )
     iat = _check_time(claims.get("iat"), now=now, max_age=max_age, leeway=leeway)
-
-    ath = claims.get("ath")
     if access_token is not None:
         expected_ath = access_token_hash(access_token)
-    if expected_ath is not None:
-        if ath is None:
-            raise DPoPProofError("DPoP proof is missing 'ath' for the access token")
-        # compare_digest raises TypeError on non-ASCII text, and ath is untrusted.
-        if (
-            not isinstance(ath, str)
-            or not ath.isascii()
-            or not secrets.compare_digest(ath, expected_ath)
-        ):
-            raise DPoPProofError("DPoP proof 'ath' does not match the access token")
-    elif ath is not None and not isinstance(ath, str):
-        raise DPoPProofError("DPoP proof claim 'ath' is not a string")
+    _check_ath(claims.get("ath"), expected_ath)
 
     proof_nonce = claims.get("nonce")
     if proof_nonce is not None and not isinstance(proof_nonce, str):
@@ -329,20 +399,24 @@ def verify_dpop_proof(
         raise DPoPProofError(
             f"DPoP proof jti is longer than {MAX_JTI_LENGTH} characters"
         )
-    jkt = checked.jkt
     # Keying by thumbprint too keeps one key's jti values from blocking another's.
     try:
-        replay.check_and_add(f"{jkt}:{jti}", iat + max_age + leeway, now)
+        replay.check_and_add(f"{checked.jkt}:{jti}", iat + max_age + leeway, now)
     except DPoPReplayError as err:
         raise DPoPReplayError(f"DPoP proof jti {jti!r} was already used") from err
+    return checked, claims, iat
 
-    return DPoPProof(
-        jkt=jkt,
-        jti=jti,
-        iat=iat,
-        jwk=dict(checked.jwk),
-        htm=proof_htm,
-        htu=proof_htu,
-        ath=ath,
-        nonce=proof_nonce,
-    )
+
+def _check_ath(ath: Any, expected_ath: str | None) -> None:
+    if expected_ath is not None:
+        if ath is None:
+            raise DPoPProofError("DPoP proof is missing 'ath' for the access token")
+        # compare_digest raises TypeError on non-ASCII text, and ath is untrusted.
+        if (
+            not isinstance(ath, str)
+            or not ath.isascii()
+            or not secrets.compare_digest(ath, expected_ath)
+        ):
+            raise DPoPProofError("DPoP proof 'ath' does not match the access token")
+    elif ath is not None and not isinstance(ath, str):
+        raise DPoPProofError("DPoP proof claim 'ath' is not a string")

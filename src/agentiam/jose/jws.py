@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -60,9 +60,13 @@ def _decode_json_object(part: str, what: str) -> dict[str, Any]:
     return _parse_json_object(_decode_part(part, what), what)
 
 
+# The names of the parts in error messages, made once instead of on every parse.
+_PART_NAMES = {"header": "JWS header", "payload": "JWS payload"}
+
+
 def _parse_json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = strict_json.loads(data, what=f"JWS {what}")
+        value = strict_json.loads(data, what=_PART_NAMES.get(what) or f"JWS {what}")
     except strict_json.StrictJSONError as err:
         raise MalformedJWSError(str(err)) from err
     if not isinstance(value, dict):
@@ -136,21 +140,45 @@ def _check_header(
     return alg
 
 
+# The algorithm each public key class verifies, or "" for none. An isinstance
+# check against these abstract classes goes through ABCMeta and took about 0.4 us
+# with timeit (Python 3.11, cryptography 50.0.2), so it runs once per concrete
+# class. A class registered with them later stays "" here, which only rejects more.
+_KEY_CLASS_ALGS: dict[type, str] = {}
+
+
+def _alg_of_key_class(public_key: object) -> str:
+    key_class = type(public_key)
+    alg = _KEY_CLASS_ALGS.get(key_class)
+    if alg is None:
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            alg = "ES256"
+        elif isinstance(public_key, ed25519.Ed25519PublicKey):
+            alg = "EdDSA"
+        else:
+            alg = ""
+        _KEY_CLASS_ALGS[key_class] = alg
+    return alg
+
+
 def verify_signature(
     alg: str, public_key: PublicKey, signing_input: bytes, signature: bytes
 ) -> bool:
     """Return whether ``signature`` over ``signing_input`` verifies for ``alg``."""
+    key_alg = _alg_of_key_class(public_key)
     try:
-        if alg == "ES256" and isinstance(public_key, ec.EllipticCurvePublicKey):
+        if alg == "ES256" and key_alg == "ES256":
             # RFC 7518 section 3.4: the signature is R || S, 32 bytes each.
             if len(signature) != 2 * _ES256_COORDINATE_SIZE:
                 return False
             r = int.from_bytes(signature[:_ES256_COORDINATE_SIZE], "big")
             s = int.from_bytes(signature[_ES256_COORDINATE_SIZE:], "big")
-            public_key.verify(encode_dss_signature(r, s), signing_input, _ECDSA_SHA256)
+            ec_key = cast(ec.EllipticCurvePublicKey, public_key)
+            ec_key.verify(encode_dss_signature(r, s), signing_input, _ECDSA_SHA256)
             return True
-        if alg == "EdDSA" and isinstance(public_key, ed25519.Ed25519PublicKey):
-            public_key.verify(signature, signing_input)
+        if alg == "EdDSA" and key_alg == "EdDSA":
+            ed_key = cast(ed25519.Ed25519PublicKey, public_key)
+            ed_key.verify(signature, signing_input)
             return True
     except InvalidSignature:
         return False

@@ -41,7 +41,9 @@ class ReplayCache:
             ReplayCacheFullError: the cache contains ``max_entries`` live entries.
         """
         with self._lock:
-            self._purge(now)
+            heap = self._heap
+            if heap and heap[0][0] <= now:
+                self._purge(now)
             if jti in self._expiry:
                 raise DPoPReplayError(f"DPoP proof jti {jti!r} was already used")
             if len(self._expiry) >= self.max_entries:
