@@ -9,11 +9,12 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
 from agentiam.audit.chain import GENESIS_CHAIN_HASH, next_chain_hash
-from agentiam.audit.errors import ProofError, TreeHeadError
+from agentiam.audit.errors import AuditEventError, ProofError, TreeHeadError
 from agentiam.audit.events import AuditEvent
 from agentiam.audit.log import AuditLog
 from agentiam.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from agentiam.audit.tables import audit_events, audit_tree_nodes
+from agentiam.audit.tree import nodes_for_leaves
 from agentiam.audit.tree_head import verify_tree_head
 from agentiam.audit.verify import verify_log
 from agentiam.errors import TemporarilyUnavailableError
@@ -304,3 +305,70 @@ def test_record_batch_fails_only_failing_event(audit_log: AuditLog) -> None:
     assert isinstance(results[5], TemporarilyUnavailableError)
     assert audit_log.stored_size() == 5
     assert verify_log(audit_log._engine, lambda kid: None).ok
+
+
+def test_record_many_in_appends_in_order(audit_log: AuditLog, database) -> None:
+    _, writer = database
+    writer.run_sync(lambda conn: audit_log.record_in(conn, _event(0)))
+    events = [_event(number) for number in range(1, 6)]
+
+    seqs = writer.run_sync(lambda conn: audit_log.record_many_in(conn, events))
+
+    assert seqs == [1, 2, 3, 4, 5]
+    for seq in seqs:
+        stored = audit_log.get(seq)
+        assert stored is not None
+        assert stored.event.details["number"] == seq
+    report = verify_log(audit_log._engine, lambda kid: None)
+    assert report.ok, report.problems
+
+
+def test_record_many_in_empty(audit_log: AuditLog, database) -> None:
+    _, writer = database
+    assert writer.run_sync(lambda conn: audit_log.record_many_in(conn, [])) == []
+    assert audit_log.stored_size() == 0
+
+
+def test_record_many_in_rolls_back_with_unit(audit_log: AuditLog, database) -> None:
+    _, writer = database
+
+    def work(conn: Connection) -> None:
+        audit_log.record_many_in(conn, [_event(1), _event(2)])
+        raise ValueError("unit failed")
+
+    with pytest.raises(ValueError, match="unit failed"):
+        writer.run_sync(work)
+    assert audit_log.stored_size() == 0
+
+
+def test_record_many_in_rejects_unencodable(audit_log: AuditLog, database) -> None:
+    _, writer = database
+    events = [_event(1), _event(2, details={"big": 2**53 + 1})]
+
+    with pytest.raises(AuditEventError, match="cannot be encoded"):
+        writer.run_sync(lambda conn: audit_log.record_many_in(conn, events))
+    assert audit_log.stored_size() == 0
+
+
+def test_uneven_batches_store_reference_nodes(audit_log: AuditLog) -> None:
+    # Batches of 37 and 50 events end inside a block of 64 leaves, so the next
+    # batch builds that block from leaves appended before it.
+    first = 0
+    for size in (37, 50, 63, 70):
+        _record_range(audit_log, first, first + size)
+        first += size
+
+    leaves = [audit_log.get(seq).leaf_hash for seq in range(first)]  # type: ignore[union-attr]
+    expected = {
+        (row["level"], row["idx"]): row["hash"] for row in nodes_for_leaves(leaves)
+    }
+    with audit_log._engine.connect() as conn:
+        rows = conn.execute(select(audit_tree_nodes)).all()
+    assert {(row.level, row.idx): bytes(row.hash) for row in rows} == expected
+
+
+def _record_range(log: AuditLog, start: int, end: int) -> None:
+    async def run() -> None:
+        await asyncio.gather(*(log.record(_event(n)) for n in range(start, end)))
+
+    asyncio.run(run())

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 
 from agentiam.storage.engine import create_engine
 from agentiam.storage.errors import StorageError
@@ -33,4 +33,27 @@ def test_upgrade_twice_is_noop(engine):
     upgrade(engine)
     with engine.connect() as conn:
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0001"
+    assert version == "0002"
+
+
+def test_savepoints_roll_back_and_fire_events(engine):
+    names = []
+    event.listen(
+        engine, "rollback_savepoint", lambda conn, name, context: names.append(name)
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE sp_items (id INTEGER PRIMARY KEY)")
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO sp_items VALUES (1)")
+        dropped = conn.begin_nested()
+        conn.exec_driver_sql("INSERT INTO sp_items VALUES (2)")
+        dropped.rollback()
+        kept = conn.begin_nested()
+        conn.exec_driver_sql("INSERT INTO sp_items VALUES (3)")
+        kept.commit()
+
+    with engine.connect() as conn:
+        ids = sorted(conn.exec_driver_sql("SELECT id FROM sp_items").scalars())
+    assert ids == [1, 3]
+    assert names == ["sa_savepoint_1"]

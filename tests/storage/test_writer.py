@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
+import time
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import (
@@ -17,6 +20,7 @@ from sqlalchemy import (
 )
 
 from agentiam.errors import TemporarilyUnavailableError
+from agentiam.storage import writer as writer_module
 from agentiam.storage.errors import WriterClosedError
 from agentiam.storage.writer import GroupCommitWriter
 
@@ -137,7 +141,8 @@ def test_batch_max_splits_batches(engine):
 
     def record(conn):
         connections.append(conn.execute(text("SELECT 1")).scalar())
-        return conn
+        # Each batch runs in its own transaction; the result keeps it alive.
+        return conn.get_transaction()
 
     async def scenario():
         return await asyncio.gather(*(group.submit(record) for _ in range(7)))
@@ -146,7 +151,7 @@ def test_batch_max_splits_batches(engine):
         used = asyncio.run(scenario())
     finally:
         group.close()
-    assert len({id(conn) for conn in used}) == 3
+    assert len({id(transaction) for transaction in used}) == 3
 
 
 def test_close_flushes_pending(engine):
@@ -166,6 +171,12 @@ def test_close_flushes_pending(engine):
     assert count(engine) == 20
 
 
+def test_close_returns_connection(engine, writer):
+    assert writer.run_sync(add(1)) == 1
+    writer.close()
+    assert engine.pool.checkedout() == 0
+
+
 def test_submit_after_close_raises(engine):
     group = GroupCommitWriter(engine)
     group.start()
@@ -178,3 +189,89 @@ def test_submit_before_start_raises(engine):
     group = GroupCommitWriter(engine)
     with pytest.raises(WriterClosedError, match="call start"):
         group.run_sync(add(1))
+
+
+def insert_each(conn, ids):
+    # Inserts every item first, so a failure leaves rows that must roll back.
+    for item_id in ids:
+        conn.execute(insert(items).values(id=abs(item_id)))
+    if any(item_id < 0 for item_id in ids):
+        raise ValueError("negative id")
+    return list(ids)
+
+
+def test_failed_batch_call_rolls_back_its_rows(engine, writer):
+    async def scenario():
+        return await asyncio.gather(
+            *(writer.submit_batched(insert_each, i) for i in (1, 2, -3, 4)),
+            return_exceptions=True,
+        )
+
+    first, second, third, fourth = asyncio.run(scenario())
+    assert (first, second, fourth) == (1, 2, 4)
+    assert isinstance(third, ValueError)
+    with engine.connect() as conn:
+        ids = sorted(conn.execute(select(items.c.id)).scalars())
+    assert ids == [1, 2, 4]
+
+
+def _queued_units(group, count):
+    for _ in range(count):
+        group._queue.put(
+            writer_module._Unit(add(0), None, None, None, concurrent.futures.Future())
+        )
+
+
+@pytest.mark.parametrize(
+    ("last_size", "expected_sleeps"),
+    [pytest.param(3, [], id="as-large-as-last"), pytest.param(5, [0.01], id="smaller")],
+)
+def test_collect_waits_only_below_last_size(
+    engine, monkeypatch, last_size, expected_sleeps
+):
+    sleeps: list[float] = []
+    fake_time = SimpleNamespace(monotonic=time.monotonic, sleep=sleeps.append)
+    monkeypatch.setattr(writer_module, "time", fake_time)
+    group = GroupCommitWriter(engine, batch_max=64, batch_wait_ms=1000, batch_gap_ms=10)
+    group._last_size = last_size
+    _queued_units(group, 3)
+
+    batch, stopping = group._collect(group._queue.get())
+
+    assert len(batch) == 3
+    assert not stopping
+    assert sleeps == expected_sleeps
+
+
+def test_kept_connection_replaced_after_idle(engine):
+    group = GroupCommitWriter(engine)
+    first = group._connection()
+    assert group._connection() is first
+
+    group._conn_used_at -= writer_module.CONNECTION_IDLE_S + 1
+    second = group._connection()
+
+    assert second is not first
+    assert first.closed
+    group._release_connection()
+    assert engine.pool.checkedout() == 0
+
+
+@pytest.mark.postgres
+def test_writer_survives_dropped_idle_connection(postgres_engine):
+    local.create_all(postgres_engine)
+    group = GroupCommitWriter(postgres_engine)
+    group.start()
+    try:
+        pid = group.run_sync(
+            lambda conn: conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        )
+        with postgres_engine.connect() as admin:
+            admin.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pid,))
+        # As if the writer had been idle: its next batch checks out afresh.
+        group._conn_used_at -= writer_module.CONNECTION_IDLE_S + 1
+
+        assert group.run_sync(add(2)) == 2
+    finally:
+        group.close()
+    assert count(postgres_engine) == 1

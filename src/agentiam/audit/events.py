@@ -15,7 +15,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from agentiam.audit._rfc8785 import canonicalize
+# The private helpers are the C-encoder path of ``canonicalize``, which an event
+# takes after a cheaper check of its own (see ``AuditEvent._encodes_as_json``).
+from agentiam.audit._rfc8785 import (
+    _fast_encode,
+    _is_fast_safe,
+    _is_fast_safe_member,
+    canonicalize,
+)
 from agentiam.audit.errors import AuditEventError, CanonicalizationError
 
 # The schema version written as ``v`` in every event.  A change to the fields or
@@ -177,7 +184,7 @@ def _freeze_mapping(where: str, value: Mapping[Any, Any], depth: int) -> FrozenJ
             items[key] = item
         else:
             items[key] = _freeze_json(f"{where}.{key}", item, depth + 1)
-    return FrozenJSON(items)
+    return FrozenJSON._adopt(items)
 
 
 def _reject_key(where: str, key: object) -> None:
@@ -199,6 +206,13 @@ class FrozenJSON(Mapping[str, Any]):
 
     def __init__(self, items: Mapping[str, Any]) -> None:
         self._items = dict(items)
+
+    @classmethod
+    def _adopt(cls, items: dict[str, Any]) -> FrozenJSON:
+        """Wrap ``items`` without the copy; the caller must not keep a reference."""
+        frozen = cls.__new__(cls)
+        frozen._items = items
+        return frozen
 
     def __getitem__(self, key: str) -> Any:
         return self._items[key]
@@ -227,7 +241,11 @@ def thaw(value: Any) -> Any:
     if kind is str or kind is int or kind is float or kind is bool or value is None:
         return value
     if kind is FrozenJSON:
-        return {key: thaw(item) for key, item in value._items.items()}
+        # Most members are strings, which are returned as they are without a call.
+        return {
+            key: item if type(item) is str else thaw(item)
+            for key, item in value._items.items()
+        }
     if isinstance(value, Mapping):
         return {key: thaw(item) for key, item in value.items()}
     if isinstance(value, tuple | list):
@@ -350,7 +368,7 @@ class AuditEvent:
                 f"expected one of {sorted(_REQUEST_KEYS)}."
             )
         frozen = _freeze_mapping("request", self.request, 0)
-        method = frozen.get("method")
+        method = frozen._items.get("method")
         if method is not None and (
             not isinstance(method, str) or not method.isalpha() or not method.isupper()
         ):
@@ -420,10 +438,37 @@ class AuditEvent:
             AuditEventError: a value has no exact canonical form, e.g. an integer
                 beyond 2**53 in ``details``.
         """
+        data = self.to_dict()
+        if self._encodes_as_json(data):
+            try:
+                return _fast_encode(data).encode("utf-8")
+            except UnicodeEncodeError:
+                # A lone surrogate: ``canonicalize`` raises the proper error.
+                pass
         try:
-            return canonicalize(self.to_dict())
+            return canonicalize(data)
         except CanonicalizationError as err:
             raise AuditEventError(f"Audit event cannot be encoded: {err}") from err
+
+    def _encodes_as_json(self, data: dict[str, Any]) -> bool:
+        """Return whether ``_is_fast_safe(data)`` holds, checking less than it does.
+
+        Validation leaves strings, ``None`` and tuples of strings in the members
+        other than ``time``, ``request`` and ``details``, the keys are fixed
+        ASCII names and ``v`` is a small integer.  Of those members
+        ``_is_fast_safe`` refuses only a string of a ``str`` subclass, so their
+        types are checked here and the walk runs on the other three alone.
+        """
+        for text in (self.type, self.decision, self.outcome, self.reason,
+                     self.human, self.receipt_hash, self.grant_id, self.trace_id,
+                     *self.actors, *self.task_path):  # fmt: skip
+            if type(text) is not str and text is not None:
+                return False
+        return (
+            _is_fast_safe_member(self.time, 1)
+            and _is_fast_safe(data["request"], 1)
+            and _is_fast_safe(data["details"], 1)
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditEvent:

@@ -41,8 +41,21 @@ audit_events = Table(
 )
 
 Index("ix_audit_events_time", audit_events.c.time)
-Index("ix_audit_events_human", audit_events.c.human)
-Index("ix_audit_events_grant_id", audit_events.c.grant_id)
+# Queries compare these two columns with a value and never look for NULL, so
+# the indexes leave out events without a human or a grant, and appending such
+# an event writes one index entry less.
+Index(
+    "ix_audit_events_human",
+    audit_events.c.human,
+    sqlite_where=audit_events.c.human.isnot(None),
+    postgresql_where=audit_events.c.human.isnot(None),
+)
+Index(
+    "ix_audit_events_grant_id",
+    audit_events.c.grant_id,
+    sqlite_where=audit_events.c.grant_id.isnot(None),
+    postgresql_where=audit_events.c.grant_id.isnot(None),
+)
 
 # One row per (event, task on its task path), so the events of a task subtree are
 # the rows whose task_id is the subtree's root.

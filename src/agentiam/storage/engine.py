@@ -11,6 +11,7 @@ uses it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy
@@ -26,9 +27,10 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 def create_engine(url: str, **kwargs: Any) -> Engine:
     """Create the engine for ``url`` (``sqlite:///PATH`` or ``postgresql+psycopg://``)."""
     if url.startswith("sqlite"):
-        return _sqlite_engine(url, **kwargs)
+        return _run_savepoints_on_driver(_sqlite_engine(url, **kwargs))
     if url.startswith("postgresql+psycopg://"):
-        return sqlalchemy.create_engine(url, pool_pre_ping=True, **kwargs)
+        engine = sqlalchemy.create_engine(url, pool_pre_ping=True, **kwargs)
+        return _run_savepoints_on_driver(engine)
     raise StorageError(
         f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql+psycopg://"
     )
@@ -62,6 +64,40 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
+
+
+_SAVEPOINT_STATEMENTS = {
+    "do_savepoint": "SAVEPOINT",
+    "do_release_savepoint": "RELEASE SAVEPOINT",
+    "do_rollback_to_savepoint": "ROLLBACK TO SAVEPOINT",
+}
+
+
+def _run_savepoints_on_driver(engine: Engine) -> Engine:
+    """Send SAVEPOINT, RELEASE and ROLLBACK TO as plain SQL on the driver's cursor.
+
+    The dialect otherwise compiles a new statement for each of them, about
+    0.1 ms of CPU time per savepoint and release with SQLAlchemy 2.1, while the
+    group-commit writer opens one savepoint per unit of work.  Only how the
+    statement is sent changes: ``Connection.begin_nested``, its transaction
+    state and the ``savepoint`` events stay SQLAlchemy's.
+    """
+    for method, verb in _SAVEPOINT_STATEMENTS.items():
+        # An attribute of the dialect instance takes the place of its method.
+        setattr(engine.dialect, method, _driver_statement(verb))
+    return engine
+
+
+def _driver_statement(verb: str) -> Callable[[Connection, str], None]:
+    def run(connection: Connection, name: str) -> None:
+        # SQLAlchemy names its savepoints sa_savepoint_<n>, so no quoting is needed.
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(f"{verb} {name}")
+        finally:
+            cursor.close()
+
+    return run
 
 
 def _on_sqlite_begin(connection: Connection) -> None:

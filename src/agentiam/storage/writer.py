@@ -3,12 +3,13 @@
 Callers submit a unit of work, a callable that runs statements on a
 ``Connection``.  One writer thread takes pending units, up to ``batch_max`` of them
 or whatever arrives within ``batch_wait_ms`` of the first while the gap between
-two arrivals stays under ``batch_gap_ms``, and runs them in one transaction,
-each inside its own SAVEPOINT.  A unit that raises is rolled back to
-its savepoint and only its future fails, with its own exception.  After the COMMIT
-every other future is resolved with its unit's return value.  If the BEGIN or the
-COMMIT fails, every future of the batch fails with ``TemporarilyUnavailableError``
-and nothing of the batch is kept.
+two arrivals stays under ``batch_gap_ms`` and the batch is smaller than the last
+one, and runs them in one transaction, each inside its own SAVEPOINT.  It keeps
+its connection from one batch to the next while it is busy.  A unit that raises
+is rolled back to its savepoint and only its future fails, with its own
+exception.  After the COMMIT every other future is resolved with its unit's
+return value.  If the BEGIN or the COMMIT fails, every future of the batch fails
+with ``TemporarilyUnavailableError`` and nothing of the batch is kept.
 
 ``submit_batched`` queues one item for a batch function instead of a unit.  The
 adjacent items of one batch function in a batch run as one call inside one
@@ -64,6 +65,10 @@ class _Unit:
 
 _STOP = object()
 
+# Seconds a kept connection may stay unused before the writer checks out a
+# fresh one, so that a connection the server dropped meanwhile is replaced.
+CONNECTION_IDLE_S = 1.0
+
 
 class GroupCommitWriter:
     """Run submitted units of work in batched transactions on one writer thread."""
@@ -82,6 +87,11 @@ class GroupCommitWriter:
         # Under load, units queue up while the previous batch commits, so waiting
         # after the queue runs dry only delays the callers already in the batch.
         self.batch_gap = min(batch_gap_ms, batch_wait_ms) / 1000
+        # The size of the last batch: once a batch is as large, the callers that
+        # its commit woke are likely all back, so the writer stops waiting.
+        self._last_size = batch_max
+        self._conn: Connection | None = None
+        self._conn_used_at = 0.0
         self._queue: queue.SimpleQueue[_Unit | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -156,19 +166,60 @@ class GroupCommitWriter:
 
     def _run(self) -> None:
         stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
+        try:
+            while not stopping:
+                first = self._queue.get()
+                if first is _STOP:
+                    break
 
-            batch, stopping = self._collect(first)
-            self._commit(batch)
+                batch, stopping = self._collect(first)
+                self._last_size = len(batch)
+                self._commit(batch)
+        finally:
+            # A failure here must not skip the drain below, so it is only logged.
+            self._discard_connection()
 
         # Units queued after the stop marker are failed, never dropped silently.
         self._drain_after_stop()
 
+    def _connection(self) -> Connection:
+        """Return the connection the writer keeps from one batch to the next.
+
+        A checkout from the pool and the checkin after it cost CPU time on every
+        batch, so the writer keeps one connection.  It returns it to the pool
+        after a failed batch or when it was idle for ``CONNECTION_IDLE_S``, and
+        the next checkout runs the pool's checks again, such as PostgreSQL's
+        pre-ping.
+        """
+        now = time.monotonic()
+        if self._conn is not None and now - self._conn_used_at > CONNECTION_IDLE_S:
+            self._release_connection()
+        if self._conn is None:
+            self._conn = self.engine.connect().execution_options(sqlite_immediate=True)
+        self._conn_used_at = now
+        return self._conn
+
+    def _release_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _discard_connection(self) -> None:
+        """Return the connection to the pool, logging what that raises."""
+        try:
+            self._release_connection()
+        except Exception as exc:
+            # The batch has failed already, and the next one checks out afresh.
+            log.warning(
+                "group commit connection not returned", extra={"error": repr(exc)}
+            )
+
     def _collect(self, first: object) -> tuple[list[_Unit], bool]:
-        """Gather units until the batch is full, the wait ends or arrivals pause."""
+        """Gather units until the batch is full, the wait ends or arrivals pause.
+
+        Units already queued are always taken, up to ``batch_max``.  The writer
+        waits for more only while the batch is smaller than the last one.
+        """
         assert isinstance(first, _Unit)
         batch = [first]
         deadline = time.monotonic() + self.batch_wait
@@ -184,8 +235,10 @@ class GroupCommitWriter:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
+                if waited or len(batch) >= self._last_size:
+                    break
                 remaining = min(deadline - time.monotonic(), self.batch_gap)
-                if waited or remaining <= 0:
+                if remaining <= 0:
                     break
                 time.sleep(remaining)
                 waited = True
@@ -199,16 +252,15 @@ class GroupCommitWriter:
 
     def _commit(self, batch: list[_Unit]) -> None:
         try:
-            with (
-                self.engine.connect().execution_options(sqlite_immediate=True) as conn,
-                conn.begin(),
-            ):
+            conn = self._connection()
+            with conn.begin():
                 for group in _groups(batch):
                     _run_group(conn, group)
         except Exception as exc:
             log.exception(
                 "group commit failed", extra={"units": len(batch), "error": repr(exc)}
             )
+            self._discard_connection()
             for unit in batch:
                 unit.error = TemporarilyUnavailableError(
                     reason=f"group commit failed: {exc!r}"
