@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -139,3 +143,53 @@ def test_invalid_utf8_percent_encoded_rejected(body):
     with pytest.raises(InvalidRequestError) as info:
         parse_form_body(body)
     assert info.value.hint == "A form parameter is not valid UTF-8."
+
+
+def test_decoded_value_cached_and_uncached_agree():
+    short = "a=%7B%22x%22%3A+1%7D"
+    long = "a=" + "%7B" * 300
+
+    assert parse_form_body(short.encode())["a"] == '{"x": 1}'
+    assert parse_form_body(short.encode())["a"] == '{"x": 1}'
+    assert parse_form_body(long.encode())["a"] == "{" * 300
+
+
+def test_invalid_escape_rejected_after_valid_one_cached():
+    parse_form_body(b"a=%C3%A9")
+
+    with pytest.raises(InvalidRequestError) as info:
+        parse_form_body(b"a=%C3")
+    assert info.value.hint == "A form parameter is not valid UTF-8."
+
+
+def test_form_get_and_contains():
+    form = parse_form_body(b"a=1&b=", repeatable=frozenset({"a"}))
+
+    assert form.get("a") == "1"
+    assert form.get("b") == ""
+    assert form.get("c") is None
+    assert form.get("c", "x") == "x"
+    assert "b" in form
+    assert "c" not in form
+
+
+_FORM_CHARACTERS = st.sampled_from([*"ab=&+%;é", "%41", "%C3%A9", "%2B", "%26"])
+
+
+@given(st.lists(_FORM_CHARACTERS, max_size=40).map("".join))
+def test_parse_matches_parse_qsl(text):
+    try:
+        expected = parse_qsl(
+            text, keep_blank_values=True, encoding="utf-8", errors="strict"
+        )
+    except UnicodeDecodeError:
+        with pytest.raises(InvalidRequestError):
+            parse_form_body(text.encode(), repeatable=frozenset({"a", "b", "a b"}))
+        return
+    names = [name for name, _ in expected]
+    if len(set(names)) < len(names):
+        return
+
+    form = parse_form_body(text.encode())
+
+    assert [(name, form[name]) for name in form] == expected

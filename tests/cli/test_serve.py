@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import gc
+
 import httpx
+
+from agentiam.cli.serve import freeze_startup_heap
 
 
 def test_live_server_serves_discovery(live_server):
@@ -28,3 +32,13 @@ def test_live_server_not_found(live_server):
     response = httpx.get(f"{live_server}/nope")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+def test_freeze_startup_heap_freezes_objects():
+    gc.unfreeze()
+    try:
+        freeze_startup_heap()
+
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

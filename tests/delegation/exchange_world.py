@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,9 +75,19 @@ class MemoryAudit:
     """Keeps recorded events in memory, like ``AuditLog`` without the log."""
 
     events: list[AuditEvent] = field(default_factory=list)
+    # The number of events of each record_many_in call.
+    appends: list[int] = field(default_factory=list)
 
     def record_in(self, conn: Connection, event: AuditEvent) -> None:
         self.events.append(event)
+
+    def record_many_in(
+        self, conn: Connection, events: Sequence[AuditEvent]
+    ) -> list[int]:
+        first = len(self.events)
+        self.events.extend(events)
+        self.appends.append(len(events))
+        return list(range(first, len(self.events)))
 
     async def record(self, event: AuditEvent) -> int:
         self.events.append(event)

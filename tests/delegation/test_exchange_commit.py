@@ -89,6 +89,7 @@ def test_exchange_batch_commits_tasks_and_events(world: World) -> None:
         purposes.append(task.purpose)
     assert sorted(purposes) == ["P-0", "P-1", "P-2", "P-3"]
     assert world.audit.types() == ["token.exchanged"] * 4
+    assert world.audit.appends == [4]
 
 
 def test_exchange_batch_fails_closed_parent_only(world: World) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from agentiam.api import discovery, openapi
@@ -46,6 +46,14 @@ ROUTE_MODULES: tuple[str, ...] = (
 TOKEN_ENDPOINT_MODULE = "agentiam.delegation.token_endpoint"  # noqa: S105
 
 KEYRING_REFRESH_SECONDS = 5.0
+
+# The encoding of JSONResponse, with the encoder built once for every token
+# response instead of once per call.
+_TOKEN_JSON = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+)
+# RFC 6749 section 5.1 requires both headers on every token response.
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 VERSION = "0.1.0"
 
@@ -97,8 +105,10 @@ def token_route(ctx: ServerContext) -> Route:
             )
 
         body = await handler.handle(form, request, ctx)
-        return JSONResponse(
-            body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+        return Response(
+            _TOKEN_JSON.encode(body).encode(),
+            media_type="application/json",
+            headers=_NO_STORE,
         )
 
     return Route("/token", token, methods=["POST"])

@@ -9,9 +9,11 @@ returns an immutable mapping.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
-from urllib.parse import parse_qsl
+from typing import Any, TypeVar, overload
+from urllib.parse import unquote
 
 from starlette.requests import Request
 
@@ -21,6 +23,12 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 DEFAULT_MAX_BYTES = 65536
 # RFC 8693 section 2.1 and RFC 8707 section 2 let these appear more than once.
 TARGET_PARAMETERS = frozenset({"audience", "resource"})
+_T = TypeVar("_T")
+# Encoded names and values up to this length are decoded through a cache. Names,
+# token types, scopes, audiences and authorization details repeat from request to
+# request, and a JWT has no escapes, so it never reaches the cache.
+_CACHED_TEXT_LENGTH = 512
+_CACHED_TEXTS = 4096
 
 
 class Form(Mapping[str, str]):
@@ -30,7 +38,7 @@ class Form(Mapping[str, str]):
     value of a name; indexing returns its values joined by one space.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_joined")
 
     def __init__(self, items: Mapping[str, str | Sequence[str]]) -> None:
         self._items = MappingProxyType(
@@ -39,9 +47,24 @@ class Form(Mapping[str, str]):
                 for name, value in items.items()
             }
         )
+        # Handlers read the same names many times, so each value is joined once.
+        self._joined = {name: " ".join(values) for name, values in self._items.items()}
 
     def __getitem__(self, name: str) -> str:
-        return " ".join(self._items[name])
+        return self._joined[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._joined
+
+    @overload
+    def get(self, name: str, /) -> str | None: ...
+
+    @overload
+    def get(self, name: str, default: str | _T, /) -> str | _T: ...
+
+    def get(self, name: str, default: Any = None, /) -> Any:
+        """Return the value of ``name``, or ``default`` when it was not sent."""
+        return self._joined.get(name, default)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)
@@ -92,24 +115,41 @@ def parse_form_body(body: bytes, *, repeatable: frozenset[str] = frozenset()) ->
     except UnicodeDecodeError:
         raise InvalidRequestError("The request body is not valid UTF-8.") from None
 
+    # The fields split as in urllib.parse.parse_qsl with keep_blank_values. Only
+    # "&" separates, empty fields are skipped, and a field without "=" has an
+    # empty value.
+    items: dict[str, list[str]] = {}
     try:
-        pairs = parse_qsl(
-            text,
-            keep_blank_values=True,
-            strict_parsing=False,
-            encoding="utf-8",
-            errors="strict",
-        )
+        for field in text.split("&"):
+            if not field:
+                continue
+            encoded_name, _, encoded_value = field.partition("=")
+            name = _decode(encoded_name)
+            values = items.setdefault(name, [])
+            if values and name not in repeatable:
+                raise InvalidRequestError(f"The parameter {name[:64]!r} is repeated.")
+            values.append(_decode(encoded_value))
     except UnicodeDecodeError:
         raise InvalidRequestError("A form parameter is not valid UTF-8.") from None
-
-    items: dict[str, list[str]] = {}
-    for name, value in pairs:
-        values = items.setdefault(name, [])
-        if values and name not in repeatable:
-            raise InvalidRequestError(f"The parameter {name[:64]!r} is repeated.")
-        values.append(value)
     return Form(items)
+
+
+def _decode(text: str) -> str:
+    """Decode one encoded name or value: ``+`` is a space, escapes strict UTF-8."""
+    if "%" not in text and "+" not in text:
+        return text
+    if len(text) > _CACHED_TEXT_LENGTH:
+        return _decode_uncached(text)
+    return _decode_cached(text)
+
+
+def _decode_uncached(text: str) -> str:
+    return unquote(text.replace("+", " "), encoding="utf-8", errors="strict")
+
+
+# Decoding is a pure function of the text. An invalid escape raises, and
+# lru_cache keeps no entry for a call that raised.
+_decode_cached = functools.lru_cache(maxsize=_CACHED_TEXTS)(_decode_uncached)
 
 
 def _check_content_type(header: str | None) -> None:

@@ -8,6 +8,7 @@ and httptools when they are installed.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import logging
 from typing import Any
@@ -76,6 +77,10 @@ def serve(args: argparse.Namespace) -> int:
             access_log=False,
             lifespan="on",
         )
+        # Loading builds uvicorn's protocol classes and middleware now, so that
+        # they are frozen with the rest of the start-up heap.
+        config.load()
+        freeze_startup_heap()
         log.info(
             "server starting",
             extra={
@@ -89,6 +94,19 @@ def serve(args: argparse.Namespace) -> int:
         close_context(ctx)
         log.info("server stopped")
     return 0
+
+
+def freeze_startup_heap() -> None:
+    """Collect garbage once, then move every surviving object out of the collector.
+
+    A full collection walks every tracked object, and the modules, tables and
+    caches built at start-up are most of them (about 80,000 objects). Walking them
+    took 70 to 220 ms under load on a shared 2-core machine, and requests waited
+    for each such pause. These objects live until the process exits, so later
+    collections skip them after ``gc.freeze``.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _installed(module: str) -> bool:

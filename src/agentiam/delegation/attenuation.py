@@ -230,7 +230,8 @@ def _same(left: Any, right: Any) -> bool:
 def _is_amount(value: Any) -> bool:
     return (
         isinstance(value, Mapping)
-        and set(value) >= {"amount", "currency"}
+        and "amount" in value
+        and "currency" in value
         and isinstance(value.get("currency"), str)
         and isinstance(value.get("amount"), str)
     )

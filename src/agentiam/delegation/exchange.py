@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
@@ -312,7 +313,9 @@ def _verify_proof(
         proof = verify_dpop_proof(
             proofs[0],
             htm="POST",
-            htu=ctx.settings.issuer.rstrip("/") + request.url.path,
+            # The scope's path is what request.url.path returns for this route,
+            # without building the whole URL of every request.
+            htu=ctx.settings.issuer.rstrip("/") + request.scope["path"],
             now=now,
             replay=ctx.replay,
         )
@@ -691,7 +694,14 @@ def _commit_exchanges(conn: Connection, items: Sequence[_Commit]) -> list[int]:
         opened.setdefault(id(store), (store, []))[1].append(task)
     for store, tasks in opened.values():
         store.insert_in(conn, tasks)
-    return [item.ctx.audit.record_in(conn, item.event) for item in items]
+
+    # Adjacent exchanges of one audit log share one append, in batch order.
+    seqs: list[int] = []
+    for _, run in itertools.groupby(items, key=lambda item: id(item.ctx.audit)):
+        same_log = list(run)
+        audit = same_log[0].ctx.audit
+        seqs.extend(audit.record_many_in(conn, [item.event for item in same_log]))
+    return seqs
 
 
 def _prepare_task(

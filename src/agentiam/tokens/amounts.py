@@ -51,6 +51,29 @@ def require_plain_amounts(
         InvalidAmountError: naming the first bad amount and its member path, such
             as ``authorization_details[0].max_amount.amount``.
     """
+    # Most details hold only good amounts, so a walk without member paths checks
+    # them, and only a bad amount pays for the walk that names its path.
+    if _amounts_plain(details):
+        return
+    _raise_first_bad_amount(details, name)
+
+
+def _amounts_plain(details: Sequence[Any]) -> bool:
+    stack: list[Any] = [list(details)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if AMOUNT_MEMBER in item:
+                amount = item[AMOUNT_MEMBER]
+                if not isinstance(amount, str) or not _PLAIN_DECIMAL.fullmatch(amount):
+                    return False
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _raise_first_bad_amount(details: Sequence[Any], name: str) -> None:
     # Children are pushed in reverse, so the walk meets amounts in document order.
     stack: list[tuple[Any, str]] = [(list(details), name)]
     while stack:
@@ -64,3 +87,6 @@ def require_plain_amounts(
         else:
             continue
         stack.extend(reversed(children))
+    # Both walks use the same test, so this line is never reached, and if they ever
+    # differ the details still fail closed.
+    raise InvalidAmountError(f"Invalid amount in {name[:128]!r}")
