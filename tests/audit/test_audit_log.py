@@ -372,3 +372,21 @@ def _record_range(log: AuditLog, start: int, end: int) -> None:
         await asyncio.gather(*(log.record(_event(n)) for n in range(start, end)))
 
     asyncio.run(run())
+
+
+def test_driver_error_in_append_is_unavailable(audit_log: AuditLog, database) -> None:
+    engine, _ = database
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER fail_actor BEFORE INSERT ON audit_event_actors "
+            "BEGIN SELECT RAISE(ABORT, 'test: actor rejected'); END"
+        )
+
+    with pytest.raises(TemporarilyUnavailableError) as failed:
+        asyncio.run(audit_log.record(_event(1)))
+    assert "actor rejected" in str(failed.value.reason)
+    assert audit_log.stored_size() == 0
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER fail_actor")
+    assert asyncio.run(audit_log.record(_event(2))) == 0

@@ -14,6 +14,25 @@ def test_sqlite_pragmas(sqlite_engine):
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
+        # 2 is MEMORY: savepoint journals stay off the disk.
+        assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 2
+
+
+def test_sqlite_immediate_takes_write_lock(sqlite_engine):
+    with sqlite_engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE lock_items (id INTEGER PRIMARY KEY)")
+    other = sqlite_engine.connect()
+    writer = sqlite_engine.connect().execution_options(sqlite_immediate=True)
+    try:
+        with writer.begin():
+            # BEGIN IMMEDIATE holds the write lock before any statement runs.
+            raw = other.connection.driver_connection
+            raw.execute("PRAGMA busy_timeout=0")
+            with pytest.raises(Exception, match="database is locked"):
+                raw.execute("BEGIN IMMEDIATE")
+    finally:
+        writer.close()
+        other.close()
 
 
 def test_unsupported_url():

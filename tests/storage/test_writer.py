@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Table,
+    event,
     func,
     insert,
     select,
@@ -20,8 +21,10 @@ from sqlalchemy import (
 )
 
 from agentiam.errors import TemporarilyUnavailableError
+from agentiam.revocation import RevocationSet
 from agentiam.storage import writer as writer_module
 from agentiam.storage.errors import WriterClosedError
+from agentiam.storage.migrate import upgrade
 from agentiam.storage.writer import GroupCommitWriter
 
 local = MetaData()
@@ -105,6 +108,65 @@ def test_failing_unit_fails_only_itself(engine, writer):
     with engine.connect() as conn:
         ids = sorted(conn.execute(select(items.c.id)).scalars())
     assert ids == [1, 2]
+
+
+def test_lone_unit_failure_rolls_back_without_savepoint(engine, writer):
+    events: list[str] = []
+    event.listen(engine, "savepoint", lambda *args: events.append("savepoint"))
+    event.listen(engine, "rollback", lambda *args: events.append("rollback"))
+
+    def boom(conn):
+        conn.execute(insert(items).values(id=999))
+        raise ValueError("unit failed")
+
+    with pytest.raises(ValueError, match="unit failed"):
+        writer.run_sync(boom)
+    assert events == ["rollback"]
+    assert writer.run_sync(add(1)) == 1
+    assert count(engine) == 1
+
+
+def test_lone_unit_rollback_keeps_revocation_out(engine):
+    upgrade(engine)
+    revocations = RevocationSet(engine)
+    group = GroupCommitWriter(engine)
+    group.start()
+
+    def revoke_then_fail(conn):
+        revocations.revoke_in(conn, "token", "j-failed", time.time() + 60)
+        raise ValueError("unit failed")
+
+    try:
+        with pytest.raises(ValueError, match="unit failed"):
+            group.run_sync(revoke_then_fail)
+        group.run_sync(
+            lambda conn: revocations.revoke_in(
+                conn, "token", "j-kept", time.time() + 60
+            )
+        )
+    finally:
+        group.close()
+    assert not revocations.is_revoked("token", "j-failed")
+    assert revocations.is_revoked("token", "j-kept")
+
+
+def test_lone_batched_item_fails_only_itself(engine, writer):
+    with pytest.raises(ValueError, match="negative id"):
+        asyncio.run(writer.submit_batched(insert_each, -5))
+    assert asyncio.run(writer.submit_batched(insert_each, 6)) == 6
+    with engine.connect() as conn:
+        ids = sorted(conn.execute(select(items.c.id)).scalars())
+    assert ids == [6]
+
+
+def test_lone_batched_item_wrong_result_count(engine, writer):
+    def no_results(conn, ids):
+        conn.execute(insert(items).values(id=7))
+        return []
+
+    with pytest.raises(RuntimeError, match="returned 0 results for 1 items"):
+        asyncio.run(writer.submit_batched(no_results, 7))
+    assert count(engine) == 0
 
 
 def test_commit_failure_fails_whole_batch(engine, writer):

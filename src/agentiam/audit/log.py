@@ -75,9 +75,9 @@ DEFAULT_TREE_HEAD_INTERVAL_MS = 10_000
 AUDIT_LOCK_KEY = int.from_bytes(b"agntiaml", "big") - (1 << 63)
 
 # The append path and the leaf reads of proofs run these statements on the
-# driver (``exec_driver_sql``) with tuples, which skips SQLAlchemy's per-row
-# parameter handling.  They are written with ``?`` placeholders, and
-# ``_driver_sql`` turns them into the driver's own.
+# driver (a driver cursor or ``exec_driver_sql``) with tuples, which skips
+# SQLAlchemy's per-row parameter handling.  They are written with ``?``
+# placeholders, and ``_driver_sql`` turns them into the driver's own.
 _SQL = {
     "head": "SELECT seq, chain_hash FROM audit_events ORDER BY seq DESC LIMIT 1",
     "insert_event": "INSERT INTO audit_events (seq, time, type, decision, human, "
@@ -258,9 +258,12 @@ class AuditLog:
         self, conn: Connection, entries: Sequence[_Entry]
     ) -> list[_Appended]:
         """Append ``entries`` in order after the current head; return their seqs."""
+        # The append sends its statements on the driver's cursor (see _append),
+        # so the driver's own errors arrive here unwrapped.
+        driver_error = conn.dialect.loaded_dbapi.Error
         try:
             return self._append(conn, entries)
-        except SQLAlchemyError as err:
+        except (SQLAlchemyError, driver_error) as err:
             log.error(
                 "Failed to append audit event",
                 extra={"events": len(entries), "error": repr(err)},
@@ -270,36 +273,14 @@ class AuditLog:
             ) from err
 
     def _append(self, conn: Connection, entries: Sequence[_Entry]) -> list[_Appended]:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(_driver_sql(conn, "pg_lock"), (AUDIT_LOCK_KEY,))
-        last = conn.exec_driver_sql(_driver_sql(conn, "head")).first()
-        first = 0 if last is None else int(last[0]) + 1
-        chain = GENESIS_CHAIN_HASH if last is None else bytes(last[1])
-
-        rows: list[tuple[Any, ...]] = []
-        tasks: list[tuple[int, str, int]] = []
-        actors: list[tuple[int, str]] = []
-        for seq, entry in enumerate(entries, start=first):
-            event = entry.event
-            chain = next_chain_hash(chain, entry.leaf)
-            rows.append(
-                (seq, event.time, event.type, event.decision, event.human,
-                 event.grant_id, event.actors[0] if event.actors else None,
-                 event.task_path[-1] if event.task_path else None,
-                 entry.leaf, chain, entry.canonical)
-            )  # fmt: skip
-            # One index row per distinct task and actor; a repeated task keeps
-            # the depth of its last position, a repeated actor its first.
-            if event.task_path:
-                path = {task: depth for depth, task in enumerate(event.task_path)}
-                tasks.extend((seq, task, depth) for task, depth in path.items())
-            if event.actors:
-                actors.extend((seq, actor) for actor in dict.fromkeys(event.actors))
-        conn.exec_driver_sql(_driver_sql(conn, "insert_event"), rows)
-        if tasks:
-            conn.exec_driver_sql(_driver_sql(conn, "insert_task"), tasks)
-        if actors:
-            conn.exec_driver_sql(_driver_sql(conn, "insert_actor"), actors)
+        # The statements go to a driver cursor of the caller's connection, inside
+        # its transaction, because exec_driver_sql would build an execution
+        # context and a result for each of them.
+        cursor = conn.connection.cursor()
+        try:
+            first = _insert_events(conn, cursor, entries)
+        finally:
+            cursor.close()
 
         leaves = [entry.leaf for entry in entries]
         nodes = batch_nodes(
@@ -644,6 +625,42 @@ class AuditLog:
         if self.keyring is None:
             raise TreeHeadError("No key ring was given to the audit log.")
         return verify_tree_head(signature, self.keyring.lookup, issuer=self._issuer)
+
+
+def _insert_events(conn: Connection, cursor: Any, entries: Sequence[_Entry]) -> int:
+    """Insert the rows of ``entries`` after the head; return the first seq."""
+    if conn.dialect.name == "postgresql":
+        cursor.execute(_driver_sql(conn, "pg_lock"), (AUDIT_LOCK_KEY,))
+    cursor.execute(_driver_sql(conn, "head"))
+    last = cursor.fetchone()
+    first = 0 if last is None else int(last[0]) + 1
+    chain = GENESIS_CHAIN_HASH if last is None else bytes(last[1])
+
+    rows: list[tuple[Any, ...]] = []
+    tasks: list[tuple[int, str, int]] = []
+    actors: list[tuple[int, str]] = []
+    for seq, entry in enumerate(entries, start=first):
+        event = entry.event
+        chain = next_chain_hash(chain, entry.leaf)
+        rows.append(
+            (seq, event.time, event.type, event.decision, event.human,
+             event.grant_id, event.actors[0] if event.actors else None,
+             event.task_path[-1] if event.task_path else None,
+             entry.leaf, chain, entry.canonical)
+        )  # fmt: skip
+        # One index row per distinct task and actor; a repeated task keeps
+        # the depth of its last position, a repeated actor its first.
+        if event.task_path:
+            path = {task: depth for depth, task in enumerate(event.task_path)}
+            tasks.extend((seq, task, depth) for task, depth in path.items())
+        if event.actors:
+            actors.extend((seq, actor) for actor in dict.fromkeys(event.actors))
+    cursor.executemany(_driver_sql(conn, "insert_event"), rows)
+    if tasks:
+        cursor.executemany(_driver_sql(conn, "insert_task"), tasks)
+    if actors:
+        cursor.executemany(_driver_sql(conn, "insert_actor"), actors)
+    return first
 
 
 def _stored_leaves(conn: Connection, start: int, end: int) -> list[bytes]:

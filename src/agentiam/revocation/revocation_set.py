@@ -245,8 +245,8 @@ class RevocationSet:
         ).scalar_one_or_none()
         if existing is None or existing < expires_at:
             _write_row(conn, kind, id, expires_at, now, replace=existing is not None)
-        # Tagged with the savepoint so that a unit of work rolled back alone (the
-        # group-commit writer runs each unit in one) does not reach memory.
+        # Tagged with the savepoint so that a unit of work rolled back alone, to
+        # its savepoint or with its whole transaction, does not reach memory.
         nested = conn.get_nested_transaction()
         savepoint = getattr(nested, "_savepoint", None) if nested else None
         pending = conn.info.setdefault(_PENDING_KEY, [])

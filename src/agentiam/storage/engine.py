@@ -62,6 +62,14 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # SQLite spills a savepoint's journal to a temporary file once it passes
+        # 64 KiB (its default SQLITE_STMTJRNL_SPILL).  The rows of one token
+        # exchange dirty more than 15 pages of 4 KiB, so each batch with
+        # savepoints created, wrote and deleted a file.  Held in memory, the
+        # journal costs no system calls.  It only undoes a savepoint and is
+        # never read after a crash, so durability does not change.  The pragma
+        # also keeps temporary tables and the spill of large sorts in memory.
+        cursor.execute("PRAGMA temp_store=MEMORY")
     finally:
         cursor.close()
 
@@ -101,7 +109,15 @@ def _driver_statement(verb: str) -> Callable[[Connection, str], None]:
 
 
 def _on_sqlite_begin(connection: Connection) -> None:
-    if connection.get_execution_options().get("sqlite_immediate"):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-    else:
-        connection.exec_driver_sql("BEGIN")
+    # Sent on the driver's connection, like the savepoint statements above,
+    # because exec_driver_sql builds an execution context and result for it.
+    verb = (
+        "BEGIN IMMEDIATE"
+        if connection.get_execution_options().get("sqlite_immediate")
+        else "BEGIN"
+    )
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(verb)
+    finally:
+        cursor.close()
