@@ -96,6 +96,14 @@ def test_event_task_id_is_last_of_path() -> None:
         pytest.param({"human": JWS}, "'human' contains", id="human"),
         pytest.param({"actors": [JWS]}, "'actors\\[0\\]' contains", id="actor"),
         pytest.param(
+            {"task_path": ["t-root", JWS]}, "'task_path\\[1\\]' contains", id="task"
+        ),
+        pytest.param(
+            {"details": {"aud": ["api", JWS]}},
+            "'details.aud\\[1\\]' contains",
+            id="detail-list-item",
+        ),
+        pytest.param(
             {"details": {"note": ["x", {"y": "Bearer " + JWS}]}},
             "'details.note\\[1\\].y' contains",
             id="nested-detail",
@@ -176,11 +184,38 @@ def test_event_allows_safe_keys(key: str) -> None:
         pytest.param({"time": -1.0}, "'time' is -1.0", id="time-negative"),
         pytest.param({"time": True}, "'time' is True", id="time-bool"),
         pytest.param({"reason": "x" * 5000}, "maximum of 4096", id="long-reason"),
+        pytest.param(
+            {"details": {"aud": ["api", "x" * 5000]}},
+            "'details.aud\\[1\\]' is 5000 characters",
+            id="long-list-item",
+        ),
+        pytest.param(
+            {"actors": ["a", "x" * 5000]},
+            "'actors\\[1\\]' is 5000 characters",
+            id="long-actor",
+        ),
     ],
 )
 def test_event_rejects_invalid_fields(changes: dict[str, object], message: str) -> None:
     with pytest.raises(AuditEventError, match=message):
         _event(**changes)
+
+
+def _nested_lists(levels: int) -> object:
+    value: object = "x"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_event_limits_nesting_of_lists() -> None:
+    # The details object is level 0 and its member level 1, so eight lists put
+    # the string at level 9, one past the limit.
+    assert _event(details={"x": _nested_lists(7)}).details["x"] is not None
+    with pytest.raises(AuditEventError, match="nests deeper than 8 levels"):
+        _event(details={"x": _nested_lists(8)})
+    with pytest.raises(AuditEventError, match="nests deeper than 8 levels"):
+        _event(details={"x": tuple([_nested_lists(7)])})
 
 
 def test_event_rejects_unencodable_integer() -> None:

@@ -76,6 +76,44 @@ def test_exchange_narrows_authorization_details(world: World) -> None:
     assert world.verify(response["access_token"])["authorization_details"] == details
 
 
+def test_exchange_narrows_details_per_subject_token(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+    requested = json.dumps(
+        [{"type": "refund", "limit": {"amount": "80", "currency": "EUR"}}]
+    )
+    wide = world.root_token()
+    narrow = world.root_token(
+        authorization_details=[
+            {"type": "refund", "limit": {"amount": "50", "currency": "EUR"}}
+        ]
+    )
+
+    for _ in range(2):
+        response = world.exchange(
+            wide, worker, scope="refunds", authorization_details=requested
+        )
+        claims = world.verify(response["access_token"])
+        assert claims["authorization_details"] == json.loads(requested)
+        err = _error(
+            world, narrow, worker, scope="refunds", authorization_details=requested
+        )
+        assert err.error == "invalid_authorization_details"
+
+
+def test_exchange_rechecks_refused_details(world: World) -> None:
+    worker = world.agent(WORKER, parent=world.orchestrator.spiffe_id)
+    subject = world.root_token()
+    wider = json.dumps(
+        [{"type": "refund", "limit": {"amount": "150", "currency": "EUR"}}]
+    )
+
+    for _ in range(2):
+        err = _error(
+            world, subject, worker, scope="refunds", authorization_details=wider
+        )
+        assert err.error == "invalid_authorization_details"
+
+
 def test_exchange_rejects_wider_scope(world: World) -> None:
     worker = world.agent(ORCHESTRATOR, parent=world.orchestrator.spiffe_id)
 

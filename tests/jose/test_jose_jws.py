@@ -73,6 +73,29 @@ def test_round_trip(key: SigningKey) -> None:
     assert payload == {"sub": "alice", "n": 1}
 
 
+@pytest.mark.parametrize("key", [ES256_KEY, ED_KEY], ids=["ES256", "EdDSA"])
+def test_signed_parts_are_compact_json(key: SigningKey) -> None:
+    claims = {"sub": "ålice", "aud": ["a", "b"], "n": 1, "act": {"sub": "x"}}
+    header_part, payload_part, _ = sign_jws(claims, key, typ="at+jwt").split(".")
+    expected_header = {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}
+    compact = {"separators": (",", ":"), "ensure_ascii": False}
+    assert header_part == raw_part(json.dumps(expected_header, **compact))
+    assert payload_part == raw_part(json.dumps(claims, **compact))
+
+
+def test_header_follows_key_and_typ() -> None:
+    other = SigningKey.generate("ES256", kid="es-next")
+    headers = [
+        unverified_header(sign_jws({}, key, typ=typ))
+        for key, typ in ((ES256_KEY, "at+jwt"), (other, "at+jwt"), (ES256_KEY, "JWT"))
+    ]
+    assert headers == [
+        {"alg": "ES256", "kid": "es", "typ": "at+jwt"},
+        {"alg": "ES256", "kid": "es-next", "typ": "at+jwt"},
+        {"alg": "ES256", "kid": "es", "typ": "JWT"},
+    ]
+
+
 def test_es256_signature_is_raw_64_bytes() -> None:
     token = sign_jws({}, ES256_KEY, typ="JWT")
     assert len(token.split(".")[2]) == 86

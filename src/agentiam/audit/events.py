@@ -150,6 +150,11 @@ def _freeze_json(where: str, value: Any, depth: int = 0) -> Any:
         return value
     if value is None or kind is bool or kind is int:
         return value
+    # Exact dicts, lists and tuples skip the slower abstract-class checks below.
+    if kind is dict:
+        return _freeze_mapping(where, value, depth)
+    if kind is list or kind is tuple:
+        return _freeze_sequence(where, value, depth)
     if isinstance(value, bool | int):
         return value
     if isinstance(value, float):
@@ -162,14 +167,30 @@ def _freeze_json(where: str, value: Any, depth: int = 0) -> Any:
     if isinstance(value, Mapping):
         return _freeze_mapping(where, value, depth)
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
-        return tuple(
-            _freeze_json(f"{where}[{index}]", item, depth + 1)
-            for index, item in enumerate(value)
-        )
+        return _freeze_sequence(where, value, depth)
     raise AuditEventError(
         f"Audit field {where!r} has type {type(value).__name__!r}; "
         "expected a JSON value."
     )
+
+
+def _freeze_sequence(where: str, value: Sequence[Any], depth: int) -> tuple[Any, ...]:
+    if depth >= _MAX_DEPTH:
+        # Every item nests too deep, and ``_freeze_json`` raises that error.
+        return tuple(
+            _freeze_json(f"{where}[{index}]", item, depth + 1)
+            for index, item in enumerate(value)
+        )
+    items: list[Any] = []
+    for index, item in enumerate(value):
+        if type(item) is str:
+            # The common case, checked here without building the item's path.
+            if len(item) > _MAX_STRING_LENGTH or looks_like_jws(item):
+                _check_string(f"{where}[{index}]", item)
+            items.append(item)
+        else:
+            items.append(_freeze_json(f"{where}[{index}]", item, depth + 1))
+    return tuple(items)
 
 
 def _freeze_mapping(where: str, value: Mapping[Any, Any], depth: int) -> FrozenJSON:
@@ -281,7 +302,9 @@ def _text_tuple(where: str, value: object) -> tuple[str, ...]:
             raise AuditEventError(
                 f"Audit field {where}[{index}] must be a non-empty string."
             )
-        _check_string(f"{where}[{index}]", item)
+        # The item's path is built only when the item fails a check.
+        if len(item) > _MAX_STRING_LENGTH or looks_like_jws(item):
+            _check_string(f"{where}[{index}]", item)
         items.append(item)
     return tuple(items)
 

@@ -257,7 +257,7 @@ def _verify_subject(token: str, ctx: ServerContext, now: float) -> dict[str, Any
             "The subject_token has been revoked.",
             reason=f"subject_token revoked by '{killed_by}'",
         )
-    return dict(claims.to_dict())
+    return claims.to_dict()
 
 
 def _verify_actor(token: str, ctx: ServerContext, now: float) -> dict[str, Any]:
@@ -281,7 +281,7 @@ def _verify_actor(token: str, ctx: ServerContext, now: float) -> dict[str, Any]:
             "The actor_token has been revoked.",
             reason=f"actor_token revoked by '{killed_by}'",
         )
-    return dict(claims.to_dict())
+    return claims.to_dict()
 
 
 def _jkt(claims: Mapping[str, Any]) -> str | None:
@@ -543,6 +543,13 @@ def _requested_audiences(
     return audiences
 
 
+# Narrowed authorization_details by (subject_token, requested text), oldest first.
+# Only successful narrowings are stored, so a refused request is checked again.
+_narrowed_details: dict[tuple[str, str], tuple[dict[str, Any], ...]] = {}
+_MAX_NARROWED_DETAILS = 1024
+_MAX_NARROWED_KEY_LENGTH = 16384
+
+
 def _requested_details(
     form: Mapping[str, str], subject: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
@@ -550,6 +557,25 @@ def _requested_details(
     text = form.get("authorization_details")
     if text is None:
         return attenuation.narrow_authorization_details(parent, None)
+
+    # The parent objects come from the verified subject_token, so the token text
+    # and the requested text decide the result.
+    key = (form["subject_token"], text)
+    narrowed = _narrowed_details.get(key)
+    if narrowed is None:
+        narrowed = tuple(_narrow_details_text(parent, text))
+        if len(key[0]) + len(key[1]) <= _MAX_NARROWED_KEY_LENGTH:
+            if len(_narrowed_details) >= _MAX_NARROWED_DETAILS:
+                _narrowed_details.pop(next(iter(_narrowed_details)), None)
+            _narrowed_details[key] = narrowed
+    # Nested values stay shared with the cached entry, which is safe because the
+    # issued claims are only encoded and never changed.
+    return [dict(item) for item in narrowed]
+
+
+def _narrow_details_text(
+    parent: Sequence[Mapping[str, Any]], text: str
+) -> list[dict[str, Any]]:
     try:
         requested = strict_json.loads(text, what="authorization_details")
     except ValueError as err:

@@ -7,6 +7,7 @@ allow-list, every header member must be in an allow-list, and ``typ`` must match
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any, cast
@@ -237,9 +238,19 @@ def verify_jws(
     return header, _parse_json_object(payload, "payload")
 
 
+# json.dumps with these options builds a new encoder on every call, and this one
+# produces the same text.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _json_part(value: dict[str, Any]) -> str:
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return b64url_encode(text.encode("utf-8"))
+    return b64url_encode(_COMPACT_JSON.encode(value).encode("utf-8"))
+
+
+@functools.lru_cache(maxsize=64)
+def _default_header_part(alg: str, kid: str, typ: str) -> str:
+    """Return the encoded header ``{"alg", "kid", "typ"}``, cached per value."""
+    return _json_part({"alg": alg, "kid": kid, "typ": typ})
 
 
 def sign_bytes(key: SigningKey, signing_input: bytes) -> bytes:
@@ -259,7 +270,11 @@ def sign_jws_with_header(
 ) -> str:
     """Sign ``claims`` under an explicit protected header (``alg`` is forced)."""
     header = {**header, "alg": key.alg}
-    signing_input = f"{_json_part(header)}.{_json_part(claims)}"
+    return _sign_compact(_json_part(header), claims, key)
+
+
+def _sign_compact(header_part: str, claims: dict[str, Any], key: SigningKey) -> str:
+    signing_input = f"{header_part}.{_json_part(claims)}"
     signature = sign_bytes(key, signing_input.encode("ascii"))
     return f"{signing_input}.{b64url_encode(signature)}"
 
@@ -277,12 +292,15 @@ def sign_jws(
         ForbiddenHeaderError: ``extra_header`` tries to set ``alg``, ``kid`` or
             ``typ``.
     """
+    if not extra_header:
+        header_part = _default_header_part(key.alg, key.kid, typ)
+        return _sign_compact(header_part, claims, key)
+
+    clash = sorted(DEFAULT_HEADER.intersection(extra_header))
+    if clash:
+        raise ForbiddenHeaderError(
+            f"JWS header member {clash[0]!r} cannot be set in extra_header"
+        )
     header: dict[str, Any] = {"alg": key.alg, "kid": key.kid, "typ": typ}
-    if extra_header:
-        clash = sorted(DEFAULT_HEADER.intersection(extra_header))
-        if clash:
-            raise ForbiddenHeaderError(
-                f"JWS header member {clash[0]!r} cannot be set in extra_header"
-            )
-        header.update(extra_header)
+    header.update(extra_header)
     return sign_jws_with_header(claims, key, header)
