@@ -54,3 +54,21 @@ def test_grant_revoke_unknown(
 def test_grant_list_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["grant", "list", "--data-dir", str(tmp_path), "--output", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["grant", "list"],
+        ["task", "list"],
+        ["agent", "revoke", "spiffe://agentiam.local/agent/worker/i-2"],
+        ["session", "revoke", "sid-0001"],
+    ],
+)
+def test_output_before_noun(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    code = main(["--output", "json", *command, "--data-dir", str(tmp_path)])
+
+    assert code == 0
+    json.loads(capsys.readouterr().out)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agentiam.cli.context import add_common_arguments
+from agentiam.cli.context import add_common_arguments, add_output_argument
 from agentiam.cli.revoking import run_revoke
 
 
@@ -28,9 +28,7 @@ def register(subparsers: Any) -> None:
         help="spiffe://<trust-domain>/agent/<class>/<instance>",
     )
     add_common_arguments(revoke)
-    revoke.add_argument(
-        "--output", choices=("text", "json"), default="text", help="default: text"
-    )
+    add_output_argument(revoke)
     revoke.set_defaults(func=revoke_agent)
 
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agentiam.cli.context import add_common_arguments, open_cli_context
+from agentiam.cli.context import (
+    add_common_arguments,
+    add_output_argument,
+    open_cli_context,
+)
 from agentiam.cli.output import emit, error
 from agentiam.cli.revoking import run_revoke
 from agentiam.delegation.grants import GrantStore
@@ -42,9 +46,7 @@ def register(subparsers: Any) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
-    parser.add_argument(
-        "--output", choices=("text", "json"), default="text", help="default: text"
-    )
+    add_output_argument(parser)
 
 
 def list_grants(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agentiam.cli.context import add_common_arguments
+from agentiam.cli.context import add_common_arguments, add_output_argument
 from agentiam.cli.revoking import run_revoke
 
 
@@ -21,9 +21,7 @@ def register(subparsers: Any) -> None:
     revoke = verbs.add_parser("revoke", help="revoke a session so its token stops")
     revoke.add_argument("sid", metavar="SID", help="session id, the token's sid claim")
     add_common_arguments(revoke)
-    revoke.add_argument(
-        "--output", choices=("text", "json"), default="text", help="default: text"
-    )
+    add_output_argument(revoke)
     revoke.set_defaults(func=revoke_session)
 
 

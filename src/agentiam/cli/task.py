@@ -10,7 +10,11 @@ import argparse
 from typing import Any
 
 from agentiam.audit import AuditEvent
-from agentiam.cli.context import add_common_arguments, open_cli_context
+from agentiam.cli.context import (
+    add_common_arguments,
+    add_output_argument,
+    open_cli_context,
+)
 from agentiam.cli.output import emit, error
 from agentiam.errors import AgentIAMError
 from agentiam.tasks.store import CLOSED, EXPIRED, OPEN, task_store
@@ -48,9 +52,7 @@ def register(subparsers: Any) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
-    parser.add_argument(
-        "--output", choices=("text", "json"), default="text", help="default: text"
-    )
+    add_output_argument(parser)
 
 
 def list_tasks(args: argparse.Namespace) -> int:
