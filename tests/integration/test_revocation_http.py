@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from test_exchange_http import Seeded, seeded
 
 __all__ = ["seeded"]
@@ -134,6 +135,23 @@ def test_feed_http_not_modified(seeded: Seeded) -> None:
 
     assert response.status_code == 304
     assert response.content == b""
+
+
+@pytest.mark.parametrize(
+    "header", ["W/{etag}", '"x", {etag}', "*"], ids=["weak", "list", "any"]
+)
+def test_feed_http_not_modified_forms(seeded: Seeded, header: str) -> None:
+    etag = _feed(seeded).headers["etag"]
+
+    response = _feed(seeded, **{"If-None-Match": header.format(etag=etag)})
+
+    assert response.status_code == 304
+
+
+def test_feed_http_other_tag_modified(seeded: Seeded) -> None:
+    response = _feed(seeded, **{"If-None-Match": '"999999", W/"999998"'})
+
+    assert response.status_code == 200
 
 
 def test_feed_http_requires_client_or_admin(seeded: Seeded) -> None:

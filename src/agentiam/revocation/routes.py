@@ -2,8 +2,8 @@
 
 ``GET /v1/revocations?since=<seq>`` is readable by a registered resource-server
 client (HTTP Basic) or an administrator session. The response carries
-``ETag: "<latest seq>"``, and a request whose ``If-None-Match`` equals the current
-tag returns 304 with no body.
+``ETag: "<latest seq>"``, and a request whose ``If-None-Match`` names the current
+tag (weak comparison, a list of tags, or ``*``) returns 304 with no body.
 
 ``POST /v1/revocations`` with an administrator session and the JSON body
 ``{"kind": "grant|task|instance|session|token", "id": "..."}`` revokes the id
@@ -47,6 +47,20 @@ def _since(request: Request) -> int:
     return int(text)
 
 
+def _none_match_fails(header: str | None, etag: str) -> bool:
+    """Return whether ``If-None-Match`` names the current tag (RFC 9110 13.1.2).
+
+    The comparison is weak, so ``W/"7"`` matches ``"7"``; ``*`` matches any
+    current representation, and the header may list several tags.
+    """
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    tags = (tag.strip() for tag in header.split(","))
+    return any(tag.removeprefix("W/") == etag for tag in tags)
+
+
 async def revocation_feed(request: Request, ctx: ServerContext) -> Response:
     """Return the entries with a seq above ``since`` and the latest seq."""
     scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
@@ -61,7 +75,7 @@ async def revocation_feed(request: Request, ctx: ServerContext) -> Response:
     latest, entries = await asyncio.to_thread(ctx.revocations.feed, since)
     etag = f'"{latest}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if request.headers.get("if-none-match") == etag:
+    if _none_match_fails(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
 
     body = {"seq": latest, "entries": [entry.to_dict() for entry in entries]}
