@@ -168,12 +168,16 @@ def test_verify_finds_truncated_tail(filled: AuditLog, keyring) -> None:
         conn.execute(delete(audit_events).where(audit_events.c.seq >= 8))
     report = _verify(filled, keyring)
     assert report.events == 8
+    # The deleted events left their audit_event_tasks rows behind.
     assert [problem.position for problem in report.problems] == [
-        "tree head 1 (size 10)"
+        "tree head 1 (size 10)",
+        "seq 8",
+        "seq 9",
     ]
     assert "only 8 verified events, fewer than the signed size 10" in (
         report.problems[0].message
     )
+    assert report.problems[1].message.startswith("audit_event_tasks has a row")
 
 
 def test_verify_finds_forged_tree_head(filled: AuditLog, keyring) -> None:

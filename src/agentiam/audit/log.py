@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agentiam.audit.chain import GENESIS_CHAIN_HASH, next_chain_hash
 from agentiam.audit.errors import AuditError, AuditEventError, ProofError, TreeHeadError
+from agentiam.audit.event_indexes import ActorRow, TaskRow, actor_rows, task_rows
 from agentiam.audit.events import AuditEvent
 from agentiam.audit.merkle import (
     SubtreeRoot,
@@ -637,8 +638,8 @@ def _insert_events(conn: Connection, cursor: Any, entries: Sequence[_Entry]) -> 
     chain = GENESIS_CHAIN_HASH if last is None else bytes(last[1])
 
     rows: list[tuple[Any, ...]] = []
-    tasks: list[tuple[int, str, int]] = []
-    actors: list[tuple[int, str]] = []
+    tasks: list[TaskRow] = []
+    actors: list[ActorRow] = []
     for seq, entry in enumerate(entries, start=first):
         event = entry.event
         chain = next_chain_hash(chain, entry.leaf)
@@ -648,13 +649,10 @@ def _insert_events(conn: Connection, cursor: Any, entries: Sequence[_Entry]) -> 
              event.task_path[-1] if event.task_path else None,
              entry.leaf, chain, entry.canonical)
         )  # fmt: skip
-        # One index row per distinct task and actor; a repeated task keeps
-        # the depth of its last position, a repeated actor its first.
         if event.task_path:
-            path = {task: depth for depth, task in enumerate(event.task_path)}
-            tasks.extend((seq, task, depth) for task, depth in path.items())
+            tasks.extend(task_rows(seq, event))
         if event.actors:
-            actors.extend((seq, actor) for actor in dict.fromkeys(event.actors))
+            actors.extend(actor_rows(seq, event))
     cursor.executemany(_driver_sql(conn, "insert_event"), rows)
     if tasks:
         cursor.executemany(_driver_sql(conn, "insert_task"), tasks)

@@ -4,10 +4,13 @@
 checks that the positions are contiguous from 0 and that the leaf hash is the hash
 of the stored canonical bytes.  It also checks that the bytes decode to a valid
 event matching the indexed columns, and that the chain hash follows from the
-previous one.  It then
-checks every stored tree head: its signature, and that its root equals the root
-recomputed from the leaves at its size.  Memory use is O(log n) for the roots plus
-the sorted list of head sizes.
+previous one.  The rows of the index tables ``audit_event_tasks`` and
+``audit_event_actors`` that queries and ``audit trail`` read must be exactly the
+rows the event derives: each missing, extra or changed row is a problem at the
+event's seq.  It then checks every stored tree head: its signature, and that its
+root equals the root recomputed from the leaves at its size.  Events and their
+index rows are read in batches of ``_BATCH`` seqs, so memory use is one batch
+plus O(log n) for the roots and the sorted list of head sizes.
 
 The database may hold a tail that the server has not signed yet (it signs every N
 events or T milliseconds), so ``verify_log`` reports an uncovered tail as a
@@ -21,15 +24,21 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, exists, select
 from sqlalchemy.engine import Engine
 
 from agentiam.audit.chain import GENESIS_CHAIN_HASH, next_chain_hash
 from agentiam.audit.errors import AuditEventError
+from agentiam.audit.event_indexes import actor_rows, task_rows
 from agentiam.audit.events import AuditEvent
 from agentiam.audit.log import tree_head_from_row
 from agentiam.audit.merkle import CompactRange, leaf_hash
-from agentiam.audit.tables import audit_events, tree_heads
+from agentiam.audit.tables import (
+    audit_event_actors,
+    audit_event_tasks,
+    audit_events,
+    tree_heads,
+)
 from agentiam.audit.tree_head import TreeHead
 from agentiam.audit.verify_report import (
     Problem,
@@ -40,9 +49,12 @@ from agentiam.audit.verify_report import (
 from agentiam.jose import KeyLookup
 
 _BATCH = 10_000
+# A log whose index tables were emptied would otherwise report every event, so
+# the report lists this many index problems and then counts the rest.
+_MAX_INDEX_PROBLEMS = 100
 
 
-def _rows(engine: Engine) -> Iterator[Any]:
+def _batches(engine: Engine) -> Iterator[Sequence[Any]]:
     """Yield every event row in seq order, in batches to bound memory."""
     after = -1
     while True:
@@ -55,7 +67,7 @@ def _rows(engine: Engine) -> Iterator[Any]:
             ).all()
         if not rows:
             return
-        yield from rows
+        yield rows
         after = rows[-1].seq
 
 
@@ -76,8 +88,8 @@ def _check_columns(row: Any, event: AuditEvent) -> str | None:
     return None
 
 
-def _check_event(row: Any, previous_chain: bytes) -> str | None:
-    """Return what is wrong with one row, or ``None``."""
+def _check_event(row: Any, previous_chain: bytes) -> AuditEvent | str:
+    """Return the event a row stores, or what is wrong with the row."""
     canonical = bytes(row.canonical)
     leaf = leaf_hash(canonical)
     if bytes(row.leaf_hash) != leaf:
@@ -96,7 +108,7 @@ def _check_event(row: Any, previous_chain: bytes) -> str | None:
     column = _check_columns(row, event)
     if column is not None:
         return f"column {column!r} does not match the stored event (row edited)"
-    return None
+    return event
 
 
 def verify_log(
@@ -117,15 +129,27 @@ def verify_log(
         trusted_heads: tree heads kept outside the log (see ``verify_report``).
 
     Returns:
-        A report; ``report.problems`` lists the first chain problem found (later
-        positions cannot be trusted after it), every bad tree head and every
-        trusted head that the log contradicts.  Events after the largest verified
-        head are a warning in ``report.warnings``: the server signs its newest
-        events later.
+        A report; ``report.problems`` lists the first chain problem found
+        (later positions cannot be trusted after it), every bad tree head,
+        every trusted head that the log contradicts, and then the index rows
+        that differ from the events before that chain problem (the first 100,
+        then a count).  Events after the largest verified head are a warning
+        in ``report.warnings``: the server signs its newest events later.
     """
+    indexes = _IndexCheck(engine)
     report, _ = _verify_rows(
-        _rows(engine), _load_heads(engine), keys, issuer, progress, trusted_heads
+        indexes.rows(_batches(engine)),
+        _load_heads(engine),
+        keys,
+        issuer,
+        progress,
+        trusted_heads,
+        indexes.check,
     )
+    # The index rows are derived from the events, so their problems come after
+    # those of the events and the signed heads, which show whether the events
+    # themselves can be trusted.
+    report.problems.extend(indexes.finish())
     problem = uncovered_problem(report)
     if problem is not None:
         report.warnings.append(problem)
@@ -143,6 +167,7 @@ def verify_rows_for_head(
 
     ``agentiam audit export`` signs a head over the rows it writes; this check
     keeps it from signing over a log whose chain or stored heads are broken.
+    The index tables are not part of an export, so this does not read them.
 
     Returns:
         The report, and the Merkle root over every row when ``report.ok``, else
@@ -159,11 +184,12 @@ def _verify_rows(
     issuer: str | None,
     progress: Callable[[int], None] | None,
     trusted_heads: Sequence[TreeHead],
+    on_event: Callable[[int, AuditEvent], None] | None = None,
 ) -> tuple[VerifyReport, dict[int, bytes]]:
     report = VerifyReport()
     report.tree_heads = len(heads)
     sizes = {head.size for head in heads} | {head.size for head in trusted_heads}
-    roots = _scan_events(rows, report, sizes, progress)
+    roots = _scan_events(rows, report, sizes, progress, on_event)
     check_heads(report, heads, roots, keys, issuer, trusted_heads)
     return report, roots
 
@@ -179,10 +205,13 @@ def _scan_events(
     report: VerifyReport,
     head_sizes: set[int],
     progress: Callable[[int], None] | None,
+    on_event: Callable[[int, AuditEvent], None] | None = None,
 ) -> dict[int, bytes]:
     """Check each event in order and return the Merkle root at each head size.
 
     When every row verifies, the root over all of them is returned as well.
+    ``on_event`` is called with the seq and the decoded event of each row that
+    verifies.
     """
     compact = CompactRange()
     roots = {0: compact.root()} if 0 in head_sizes else {}
@@ -198,10 +227,12 @@ def _scan_events(
                 )
             )
             return roots
-        problem = _check_event(row, chain)
-        if problem is not None:
-            report.problems.append(Problem(f"position {position}", problem))
+        event = _check_event(row, chain)
+        if isinstance(event, str):
+            report.problems.append(Problem(f"position {position}", event))
             return roots
+        if on_event is not None:
+            on_event(position, event)
 
         chain = bytes(row.chain_hash)
         compact.append(bytes(row.leaf_hash))
@@ -212,3 +243,151 @@ def _scan_events(
             progress(compact.size)
     roots[compact.size] = compact.root()
     return roots
+
+
+# The key column of each index table: an event has at most one row per key.
+_INDEX_KEYS = {"audit_event_tasks": "task_id", "audit_event_actors": "actor"}
+
+
+class _IndexCheck:
+    """Compares the index rows stored for each event with the rows it derives.
+
+    ``rows`` reads the index rows of each batch of events just before the scan
+    reaches the batch, so only one batch of index rows is in memory.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._stored: dict[str, dict[int, list[tuple[Any, ...]]]] = {
+            table.name: {} for table in (audit_event_tasks, audit_event_actors)
+        }
+        # The largest seq whose index rows were read, or None before the first.
+        self._last: int | None = None
+        self._ended = False
+        self._problems: list[Problem] = []
+        self._unlisted = 0
+
+    def rows(self, batches: Iterable[Sequence[Any]]) -> Iterator[Any]:
+        """Yield the event rows of ``batches`` and read each batch's index rows."""
+        for batch in batches:
+            # The scan requests the next batch only after it checked every
+            # event of this one, so rows still stored have a seq without event.
+            self._report_unmatched()
+            high = int(batch[-1].seq)
+            self._stored = {
+                table.name: _stored_rows(self._engine, table, self._last, high)
+                for table in (audit_event_tasks, audit_event_actors)
+            }
+            self._last = high
+            yield from batch
+        self._ended = True
+
+    def check(self, seq: int, event: AuditEvent) -> None:
+        """Compare the stored index rows of event ``seq`` with its derived rows."""
+        tasks = task_rows(seq, event)
+        stored = self._stored["audit_event_tasks"].pop(seq, ())
+        if set(stored) != set(tasks):
+            self._compare(seq, "audit_event_tasks", tasks, stored)
+
+        actors = actor_rows(seq, event)
+        stored = self._stored["audit_event_actors"].pop(seq, ())
+        if set(stored) != set(actors):
+            self._compare(seq, "audit_event_actors", actors, stored)
+
+    def finish(self) -> list[Problem]:
+        """Return the index problems, after reading rows past the last event.
+
+        Rows past the last event are only read when the scan reached it, and a
+        row counts only if no event has its seq, so events appended during the
+        scan are not reported.
+        """
+        if self._ended:
+            self._report_unmatched()
+            for table in (audit_event_tasks, audit_event_actors):
+                for row in _rows_without_event(self._engine, table, self._last):
+                    self._report_extra(int(row[0]), table.name, tuple(row))
+        if self._unlisted:
+            self._problems.append(
+                Problem(
+                    "index tables",
+                    f"{self._unlisted} more index rows differ from their events "
+                    f"(only the first {_MAX_INDEX_PROBLEMS} are listed)",
+                )
+            )
+        return self._problems
+
+    def _compare(
+        self,
+        seq: int,
+        table: str,
+        expected: Sequence[tuple[Any, ...]],
+        stored: Sequence[tuple[Any, ...]],
+    ) -> None:
+        key = _INDEX_KEYS[table]
+        derived = {row[1]: row for row in expected}
+        found = {row[1]: row for row in stored}
+        for name, row in derived.items():
+            if name not in found:
+                self._add(
+                    seq,
+                    f"{table} has no row for {key} {name!r} (index row deleted "
+                    "or edited)",
+                )
+            elif found[name] != row:
+                # Only audit_event_tasks has a column besides the key: depth.
+                self._add(
+                    seq,
+                    f"{table} row for {key} {name!r} has depth {found[name][2]}, "
+                    f"expected {row[2]} (index row edited)",
+                )
+        for name, row in found.items():
+            if name not in derived:
+                self._report_extra(seq, table, row)
+
+    def _report_unmatched(self) -> None:
+        for table, by_seq in self._stored.items():
+            for seq, rows in sorted(by_seq.items()):
+                for row in rows:
+                    self._report_extra(seq, table, row)
+            by_seq.clear()
+
+    def _report_extra(self, seq: int, table: str, row: tuple[Any, ...]) -> None:
+        self._add(
+            seq,
+            f"{table} has a row for {_INDEX_KEYS[table]} {row[1]!r} that the "
+            "event does not derive (index row inserted or edited)",
+        )
+
+    def _add(self, seq: int, message: str) -> None:
+        if len(self._problems) < _MAX_INDEX_PROBLEMS:
+            self._problems.append(Problem(f"seq {seq}", message))
+        else:
+            self._unlisted += 1
+
+
+def _stored_rows(
+    engine: Engine, table: Table, low: int | None, high: int
+) -> dict[int, list[tuple[Any, ...]]]:
+    """Return the rows of ``table`` with ``low < seq <= high``, grouped by seq.
+
+    Without ``low`` the range has no lower end, so rows with a negative seq are
+    read with the first batch.
+    """
+    query = select(table).where(table.c.seq <= high)
+    if low is not None:
+        query = query.where(table.c.seq > low)
+    with engine.connect() as conn:
+        rows = conn.execute(query).fetchall()
+    found: dict[int, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        found.setdefault(row[0], []).append(tuple(row))
+    return found
+
+
+def _rows_without_event(engine: Engine, table: Table, after: int | None) -> list[Any]:
+    """Return the rows of ``table`` after seq ``after`` whose seq has no event."""
+    query = select(table).where(~exists().where(audit_events.c.seq == table.c.seq))
+    if after is not None:
+        query = query.where(table.c.seq > after)
+    with engine.connect() as conn:
+        return list(conn.execute(query.order_by(table.c.seq)).all())
