@@ -285,22 +285,26 @@ def _queued_units(group, count):
 
 
 @pytest.mark.parametrize(
-    ("last_size", "expected_sleeps"),
-    [pytest.param(3, [], id="as-large-as-last"), pytest.param(5, [0.01], id="smaller")],
+    ("last_size", "queued", "expected_sleeps"),
+    [
+        pytest.param(3, 3, [], id="as-large-as-last"),
+        pytest.param(5, 3, [0.01], id="smaller"),
+        pytest.param(1, 1, [0.01], id="lone-unit"),
+    ],
 )
 def test_collect_waits_only_below_last_size(
-    engine, monkeypatch, last_size, expected_sleeps
+    engine, monkeypatch, last_size, queued, expected_sleeps
 ):
     sleeps: list[float] = []
     fake_time = SimpleNamespace(monotonic=time.monotonic, sleep=sleeps.append)
     monkeypatch.setattr(writer_module, "time", fake_time)
     group = GroupCommitWriter(engine, batch_max=64, batch_wait_ms=1000, batch_gap_ms=10)
     group._last_size = last_size
-    _queued_units(group, 3)
+    _queued_units(group, queued)
 
     batch, stopping = group._collect(group._queue.get())
 
-    assert len(batch) == 3
+    assert len(batch) == queued
     assert not stopping
     assert sleeps == expected_sleeps
 

@@ -1,17 +1,17 @@
 """Group commit: many units of work, one transaction, one fsync.
 
-Callers submit a unit of work, a callable that runs statements on a
-``Connection``.  One writer thread takes pending units, up to ``batch_max`` of them
-or whatever arrives within ``batch_wait_ms`` of the first while the gap between
-two arrivals stays under ``batch_gap_ms`` and the batch is smaller than the last
-one, and runs them in one transaction, each inside its own SAVEPOINT.  A batch
-of one unit runs without a SAVEPOINT, because rolling back its transaction
-undoes nothing else.  It keeps its connection from one batch to the next while
-it is busy.  A unit that raises is rolled back to its savepoint, or with its
-transaction when it ran alone, and only its future fails, with its own
-exception.  After the COMMIT every other future is resolved with its unit's
-return value.  If the BEGIN or the COMMIT fails, every future of the batch fails
-with ``TemporarilyUnavailableError`` and nothing of the batch is kept.
+Callers submit a unit of work, a callable that runs statements on a ``Connection``.
+One writer thread takes pending units, up to ``batch_max`` of them or whatever
+arrives within ``batch_wait_ms`` of the first while the gap between two arrivals
+stays under ``batch_gap_ms`` and the batch is smaller than the last one (a lone unit
+always waits one gap), and runs them in one transaction, each inside its own
+SAVEPOINT.  A batch of one unit runs without a SAVEPOINT, because rolling back its
+transaction undoes nothing else.  It keeps its connection from one batch to the next
+while it is busy.  A unit that raises is rolled back to its savepoint, or with its
+transaction when it ran alone, and only its future fails, with its own exception.
+After the COMMIT every other future is resolved with its unit's return value.  If
+the BEGIN or the COMMIT fails, every future of the batch fails with
+``TemporarilyUnavailableError`` and nothing of the batch is kept.
 
 ``submit_batched`` queues one item for a batch function instead of a unit.  The
 adjacent items of one batch function in a batch run as one call inside one
@@ -81,7 +81,7 @@ class GroupCommitWriter:
         *,
         batch_max: int = 512,
         batch_wait_ms: float = 2,
-        batch_gap_ms: float = 0.1,
+        batch_gap_ms: float = 0.5,
     ) -> None:
         self.engine = engine
         self.batch_max = batch_max
@@ -220,7 +220,9 @@ class GroupCommitWriter:
         """Gather units until the batch is full, the wait ends or arrivals pause.
 
         Units already queued are always taken, up to ``batch_max``.  The writer
-        waits for more only while the batch is smaller than the last one.
+        waits for more only while the batch is smaller than the last one, and a
+        lone unit always waits one gap: at moderate load each batch would
+        otherwise hold one unit and pay the whole fixed cost of a commit.
         """
         assert isinstance(first, _Unit)
         batch = [first]
@@ -237,7 +239,7 @@ class GroupCommitWriter:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                if waited or len(batch) >= self._last_size:
+                if waited or len(batch) >= max(self._last_size, 2):
                     break
                 remaining = min(deadline - time.monotonic(), self.batch_gap)
                 if remaining <= 0:
