@@ -1,27 +1,24 @@
 """Readers that poll by seq miss no row: commit order and later expiries.
 
-A reader (another node's ``refresh``, a resource server on the feed) asks only for
+A reader (another node's ``refresh``, a resource server on the feed) reads only
 rows above the highest seq it has read, so rows must commit in seq order and a
 change to a row must come with a new seq.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import sqlalchemy
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
-from tests.storage.conftest import POSTGRES_URL
+from tests.storage.conftest import postgres_engine, sqlite_engine
 
 from agentiam.revocation import RevocationSet
 from agentiam.revocation.revocation_set import DROP_MARGIN
 from agentiam.revocation.tables import revocations
-from agentiam.storage.engine import create_engine
 from agentiam.storage.metadata import metadata
+
+__all__ = ["postgres_engine", "sqlite_engine"]
 
 NOW = 1_800_000_000.0
 
@@ -31,35 +28,16 @@ def clock() -> float:
 
 
 @pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'revocations.db'}")
-    metadata.create_all(engine, tables=[revocations])
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def postgres_engine() -> Iterator[Engine]:
-    schema = f"agentiam_revocations_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(
-        POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"}
-    )
-    metadata.create_all(engine, tables=[revocations])
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+def postgres_revocations(postgres_engine: Engine) -> Engine:
+    metadata.create_all(postgres_engine, tables=[revocations])
+    return postgres_engine
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest) -> Engine:
-    return request.getfixturevalue(f"{request.param}_engine")
+    engine: Engine = request.getfixturevalue(f"{request.param}_engine")
+    metadata.create_all(engine, tables=[revocations])
+    return engine
 
 
 def test_later_expiry_reaches_other_node(engine: Engine) -> None:
@@ -99,14 +77,14 @@ def test_earlier_expiry_keeps_the_row(engine: Engine) -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_writers_commit_in_seq_order(postgres_engine: Engine) -> None:
-    node = RevocationSet(postgres_engine, clock=clock)
+def test_postgres_writers_commit_in_seq_order(postgres_revocations: Engine) -> None:
+    node = RevocationSet(postgres_revocations, clock=clock)
 
-    with postgres_engine.connect() as first:
+    with postgres_revocations.connect() as first:
         first_txn = first.begin()
         node.revoke_in(first, "task", "tsk-first", NOW + 300)
         # While the first transaction is open, a second writer cannot take a seq.
-        with postgres_engine.connect() as second:
+        with postgres_revocations.connect() as second:
             second.execute(text("SET lock_timeout = '200ms'"))
             second.commit()
             with (
@@ -116,9 +94,9 @@ def test_postgres_writers_commit_in_seq_order(postgres_engine: Engine) -> None:
                 node.revoke_in(second, "task", "tsk-second", NOW + 300)
         first_txn.commit()
 
-    with postgres_engine.begin() as conn:
+    with postgres_revocations.begin() as conn:
         node.revoke_in(conn, "task", "tsk-second", NOW + 300)
-    with postgres_engine.connect() as conn:
+    with postgres_revocations.connect() as conn:
         rows = conn.execute(
             sqlalchemy.select(revocations.c.id).order_by(revocations.c.seq)
         ).all()

@@ -140,7 +140,8 @@ def _take_seq_lock(conn: Connection) -> None:
     PostgreSQL a transaction that took seq N can commit after one that took N + 1,
     and a reader that saw N + 1 in between would never read row N. The
     transaction-level advisory lock, held until commit, orders the writers. SQLite
-    allows one writing transaction at a time, so there the order holds already.
+    allows one writing transaction at a time, so its commits are in seq order
+    already.
     """
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEQ_LOCK_KEY})

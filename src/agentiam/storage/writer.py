@@ -220,8 +220,8 @@ class GroupCommitWriter:
         """Gather units until the batch is full, the wait ends or arrivals pause.
 
         Units already queued are always taken, up to ``batch_max``.  The writer
-        waits for more only while the batch is smaller than the last one, and a
-        lone unit always waits one gap: at moderate load each batch would
+        waits for more only while the batch is smaller than the last one.  A lone
+        unit always waits one gap, because at moderate load each batch would
         otherwise hold one unit and pay the whole fixed cost of a commit.
         """
         assert isinstance(first, _Unit)
