@@ -64,15 +64,17 @@ def target_status(value: float | None, limit: float, *, at_least: bool) -> str:
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {
-        name: load_summary(results[name])
+        name: load_summary(results.get(name, []))
         for name in (
             "peer_wrk",
             "peer_loadgen_closed",
             "agentiam_exchange_closed",
             "peer_loadgen_open",
             "agentiam_exchange_open",
+            "bare_http_closed",
         )
     }
+    summary["ceiling"] = ceiling(results, summary)
     middleware = results.get("middleware")
     summary["middleware_overhead_us"] = (
         Spread.of(middleware["overhead_us"]).as_dict() if middleware else None
@@ -125,6 +127,32 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def ceiling(results: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The rate of an exchange that cost only the HTTP stack and two signatures.
+
+    The bare app's server CPU time per request plus one ES256 verify and one
+    ES256 sign, all on one core, against the peer's rate with wrk.
+    """
+    bare = summary.get("bare_http_closed")
+    crypto = results.get("crypto")
+    peer = summary.get("peer_wrk")
+    if not bare or not crypto or not bare["server_cpu_ms_per_ok"]:
+        return None
+
+    http_us = bare["server_cpu_ms_per_ok"]["median"] * 1000
+    floor_us = http_us + crypto["es256_verify_us"] + crypto["es256_sign_us"]
+    rate = 1e6 / floor_us
+    peer_rate = peer["ok_per_s"]["median"] if peer else None
+    return {
+        "http_cpu_us": http_us,
+        "es256_verify_us": crypto["es256_verify_us"],
+        "es256_sign_us": crypto["es256_sign_us"],
+        "floor_cpu_us": floor_us,
+        "rate_per_s": rate,
+        "ratio_vs_peer_wrk": rate / peer_rate if peer_rate else None,
+    }
+
+
 def fmt_spread(value: dict[str, Any] | None, unit: str, digits: int = 0) -> str:
     if not value:
         return "not measured"
@@ -146,6 +174,7 @@ def load_rows(summary: dict[str, Any]) -> list[str]:
         "agentiam_exchange_closed": "agentiam token exchange, closed loop",
         "peer_loadgen_open": "peer client credentials, open loop at half of peak",
         "agentiam_exchange_open": "agentiam token exchange, open loop at half of peak",
+        "bare_http_closed": "bare Starlette app, same requests, closed loop",
     }
     rows = [
         "| measurement | successful req/s | p50 latency | p99 latency "
@@ -279,10 +308,31 @@ def comparison_lines(results: dict[str, Any]) -> list[str]:
         "- middleware overhead under 100 us: "
         f"{targets['middleware_overhead_under_100us']}",
         "",
+        *ceiling_lines(results["summary"].get("ceiling")),
     ]
     if results.get("agentiam_missing"):
         lines += [f"agentiam was not measured: {results['agentiam_missing']}", ""]
     return lines
+
+
+def ceiling_lines(found: dict[str, Any] | None) -> list[str]:
+    if not found:
+        return []
+    return [
+        "## Ceiling of one process",
+        "",
+        "CPU time that an exchange cannot go below in one process on this machine, "
+        "from bench/ceiling.py:",
+        "",
+        f"- HTTP stack alone (the bare app's server CPU per request): "
+        f"{found['http_cpu_us']:.1f} us",
+        f"- ES256 verify of the DPoP proof: {found['es256_verify_us']:.1f} us",
+        f"- ES256 sign of the new token: {found['es256_sign_us']:.1f} us",
+        f"- sum: {found['floor_cpu_us']:.1f} us, at most "
+        f"{found['rate_per_s']:,.0f} exchanges/s on one core, "
+        f"{fmt_ratio(found['ratio_vs_peer_wrk'])} times the peer's wrk rate",
+        "",
+    ]
 
 
 def check_and_command_lines(results: dict[str, Any]) -> list[str]:

@@ -38,6 +38,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 WRK_SCRIPT = BENCH_DIR / "wrk" / "client_credentials.lua"
 LOAD_GENERATOR = BENCH_DIR / "load_exchange.py"
 MIDDLEWARE_BENCH = BENCH_DIR / "middleware_overhead.py"
+CEILING = BENCH_DIR / "ceiling.py"
 
 
 def relative(path: Path) -> str:
@@ -164,6 +165,8 @@ class AgentiamSide:
         self.work_dir = work_dir
         self.missing = reason
         self.plans = 0
+        # The plan of the last load run, which the bare app is sent next.
+        self.last_plan: Path | None = None
 
     @property
     def available(self) -> bool:
@@ -176,11 +179,14 @@ class AgentiamSide:
         self.plans += 1
         # Any failure of the set-up leaves the peer half, which is still measured.
         try:
-            return fresh_exchange_plan(self.deployment, self.work_dir, self.plans)
+            self.last_plan = fresh_exchange_plan(
+                self.deployment, self.work_dir, self.plans
+            )
         except Exception as error:
             logger.exception("agentiam set-up failed, measuring the peer only")
             self.fail(f"set-up failed: {type(error).__name__}: {error}")
             return None
+        return self.last_plan
 
     def load(
         self, recorder: Recorder, name: str, rate: float | None = None
@@ -210,6 +216,30 @@ class AgentiamSide:
     def fail(self, reason: str) -> None:
         self.deployment = None
         self.missing = reason
+
+
+class BareSide:
+    """bench/ceiling.py's bare HTTP app, sent the requests agentiam was just sent."""
+
+    def __init__(self, issuer: str, pid: int, work_dir: Path) -> None:
+        self.issuer = issuer
+        self.pid = pid
+        self.work_dir = work_dir
+
+    def load(self, recorder: Recorder, exchange_plan: Path) -> dict[str, Any]:
+        plan = json.loads(exchange_plan.read_text())
+        plan["url"] = f"{self.issuer}/token"
+        path = self.work_dir / "bare-plan.json"
+        path.write_text(json.dumps(plan))
+
+        cpu_before = harness.process_cpu_seconds(self.pid)
+        result = recorder.load("bare_http_closed", path)
+        cpu_after = harness.process_cpu_seconds(self.pid)
+        if cpu_before is not None and cpu_after is not None and result["ok"]:
+            result["server_cpu_ms_per_ok"] = (
+                (cpu_after - cpu_before) * 1000 / result["ok"]
+            )
+        return result
 
 
 def run_middleware(
@@ -242,6 +272,7 @@ def run_load_rounds(
     args: argparse.Namespace,
     recorder: Recorder,
     agentiam: AgentiamSide,
+    bare: BareSide | None,
     peer_issuer: str,
     plan_for_peer: Path,
     results: dict[str, Any],
@@ -265,6 +296,8 @@ def run_load_rounds(
         exchange = agentiam.load(recorder, "agentiam_exchange_closed")
         if exchange is not None:
             results["agentiam_exchange_closed"].append(exchange)
+        if exchange is not None and bare is not None and agentiam.last_plan:
+            results["bare_http_closed"].append(bare.load(recorder, agentiam.last_plan))
 
     peer_half = report.median_of(results["peer_wrk"], "ok_per_s") / 2
     agentiam_half = (
@@ -286,6 +319,24 @@ def run_load_rounds(
                 results["agentiam_exchange_open"].append(exchange)
 
 
+def start_bare(work_dir: Path, stack: Any, recorder: Recorder) -> BareSide:
+    """Start bench/ceiling.py's bare HTTP app on a free port."""
+    port = harness.free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    command = [sys.executable, str(CEILING), "serve", "--port", str(port)]
+    process = stack.enter_context(
+        harness.running(
+            command,
+            # A GET gets 405, and any status means the app is up.
+            ready_url=f"{issuer}/token",
+            log_path=work_dir / "bare.log",
+            cwd=harness.REPO_DIR,
+        )
+    )
+    recorder.commands["bare_http_server"] = shlex.join(relative_args(command))
+    return BareSide(issuer, process.pid, work_dir)
+
+
 def run_rounds(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
     import contextlib
 
@@ -298,6 +349,8 @@ def run_rounds(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         "agentiam_exchange_closed": [],
         "peer_loadgen_open": [],
         "agentiam_exchange_open": [],
+        "bare_http_closed": [],
+        "crypto": None,
         "middleware": None,
         "agentiam_missing": None,
         "middleware_missing": None,
@@ -333,8 +386,14 @@ def run_rounds(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
                     "serve --host 127.0.0.1 --port <free port>"
                 )
 
-        run_load_rounds(args, recorder, agentiam, peer_issuer, plan_for_peer, results)
+        bare = start_bare(work_dir, stack, recorder) if agentiam.available else None
+        run_load_rounds(
+            args, recorder, agentiam, bare, peer_issuer, plan_for_peer, results
+        )
         run_middleware(args, agentiam, recorder, results)
+        if bare is not None:
+            command = [sys.executable, str(CEILING), "crypto", "--runs", str(args.runs)]
+            results["crypto"] = recorder.run_json("crypto", command)
         results["agentiam_missing"] = agentiam.missing
         check = work_dir / "agentiam-token-check.json"
         if check.exists():
