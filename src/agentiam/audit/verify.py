@@ -7,10 +7,14 @@ event matching the indexed columns, and that the chain hash follows from the
 previous one.  The rows of the index tables ``audit_event_tasks`` and
 ``audit_event_actors`` that queries and ``audit trail`` read must be exactly the
 rows the event derives: each missing, extra or changed row is a problem at the
-event's seq.  It then checks every stored tree head: its signature, and that its
-root equals the root recomputed from the leaves at its size.  Events and their
-index rows are read in batches of ``_BATCH`` seqs, so memory use is one batch
-plus O(log n) for the roots and the sorted list of head sizes.
+event's seq.  In the same pass it recomputes the stored Merkle tree nodes of
+``audit_tree_nodes`` from the leaf hashes and the rows of ``audit_decision_ids``
+from the ``decision`` events (see ``derived_rows``).  It then checks every stored
+tree head: its signature, and that its root equals the root recomputed from the
+leaves at its size.  Events and their derived rows are read in batches of
+``_BATCH`` seqs, so memory use is one batch plus O(log n) for the roots, the
+subtree stack and the sorted list of head sizes.  The database is only read,
+never repaired.
 
 The database may hold a tail that the server has not signed yet (it signs every N
 events or T milliseconds), so ``verify_log`` reports an uncovered tail as a
@@ -28,6 +32,7 @@ from sqlalchemy import Table, exists, select
 from sqlalchemy.engine import Engine
 
 from agentiam.audit.chain import GENESIS_CHAIN_HASH, next_chain_hash
+from agentiam.audit.derived_rows import DerivedTablesCheck
 from agentiam.audit.errors import AuditEventError
 from agentiam.audit.event_indexes import actor_rows, task_rows
 from agentiam.audit.events import AuditEvent
@@ -49,6 +54,8 @@ from agentiam.audit.verify_report import (
 from agentiam.jose import KeyLookup
 
 _BATCH = 10_000
+# Called with the seq, leaf hash and decoded event of each event that verifies.
+_OnEvent = Callable[[int, bytes, AuditEvent], None]
 # A log whose index tables were emptied would otherwise report every event, so
 # the report lists this many index problems and then counts the rest.
 _MAX_INDEX_PROBLEMS = 100
@@ -131,25 +138,33 @@ def verify_log(
     Returns:
         A report; ``report.problems`` lists the first chain problem found
         (later positions cannot be trusted after it), every bad tree head,
-        every trusted head that the log contradicts, and then the index rows
-        that differ from the events before that chain problem (the first 100,
-        then a count).  Events after the largest verified head are a warning
-        in ``report.warnings``: the server signs its newest events later.
+        every trusted head that the log contradicts, and then the index rows,
+        tree nodes and decision id rows that differ from the events before
+        that chain problem (for each, the first 100, then a count).  Events
+        after the largest verified head are a warning in ``report.warnings``:
+        the server signs its newest events later.
     """
     indexes = _IndexCheck(engine)
+    derived = DerivedTablesCheck(engine)
+
+    def check(seq: int, leaf: bytes, event: AuditEvent) -> None:
+        indexes.check(seq, event)
+        derived.check(seq, leaf, event)
+
     report, _ = _verify_rows(
-        indexes.rows(_batches(engine)),
+        indexes.rows(derived.batches(_batches(engine))),
         _load_heads(engine),
         keys,
         issuer,
         progress,
         trusted_heads,
-        indexes.check,
+        check,
     )
-    # The index rows are derived from the events, so their problems come after
-    # those of the events and the signed heads, which show whether the events
-    # themselves can be trusted.
+    # The index rows, tree nodes and decision ids are derived from the events,
+    # so their problems come after those of the events and the signed heads,
+    # which show whether the events themselves can be trusted.
     report.problems.extend(indexes.finish())
+    report.problems.extend(derived.finish(report.events))
     problem = uncovered_problem(report)
     if problem is not None:
         report.warnings.append(problem)
@@ -184,7 +199,7 @@ def _verify_rows(
     issuer: str | None,
     progress: Callable[[int], None] | None,
     trusted_heads: Sequence[TreeHead],
-    on_event: Callable[[int, AuditEvent], None] | None = None,
+    on_event: _OnEvent | None = None,
 ) -> tuple[VerifyReport, dict[int, bytes]]:
     report = VerifyReport()
     report.tree_heads = len(heads)
@@ -205,13 +220,13 @@ def _scan_events(
     report: VerifyReport,
     head_sizes: set[int],
     progress: Callable[[int], None] | None,
-    on_event: Callable[[int, AuditEvent], None] | None = None,
+    on_event: _OnEvent | None = None,
 ) -> dict[int, bytes]:
     """Check each event in order and return the Merkle root at each head size.
 
     When every row verifies, the root over all of them is returned as well.
-    ``on_event`` is called with the seq and the decoded event of each row that
-    verifies.
+    ``on_event`` is called with the seq, the leaf hash and the decoded event of
+    each row that verifies.
     """
     compact = CompactRange()
     roots = {0: compact.root()} if 0 in head_sizes else {}
@@ -231,11 +246,12 @@ def _scan_events(
         if isinstance(event, str):
             report.problems.append(Problem(f"position {position}", event))
             return roots
+        leaf = bytes(row.leaf_hash)
         if on_event is not None:
-            on_event(position, event)
+            on_event(position, leaf, event)
 
         chain = bytes(row.chain_hash)
-        compact.append(bytes(row.leaf_hash))
+        compact.append(leaf)
         report.events = compact.size
         if compact.size in head_sizes:
             roots[compact.size] = compact.root()
