@@ -87,6 +87,9 @@ def _make_fast_encoder() -> Callable[[Any], str]:
 
 
 _fast_encode: Final = _make_fast_encoder()
+# The string encoder of ``_fast_encode``, which writes every string and key with
+# it, as ``json.dumps`` with ``ensure_ascii=False`` does.
+_fast_encode_string: Final[Callable[[str], str]] = json.encoder.encode_basestring
 
 
 def canonicalize_reference(value: Any) -> bytes:
@@ -125,7 +128,8 @@ def _is_fast_safe(value: Any, depth: int) -> bool:
         for key, item in value.items():
             if type(key) is not str or (not key.isascii() and max(key) > _BMP_MAX):
                 return False
-            if not _is_fast_safe_member(item, depth + 1):
+            # A string, the usual member, is safe without the call.
+            if type(item) is not str and not _is_fast_safe_member(item, depth + 1):
                 return False
         return True
     if kind is list or kind is tuple:

@@ -19,6 +19,7 @@ from typing import Any, Final
 # takes after a cheaper check of its own (see ``AuditEvent._encodes_as_json``).
 from agentiam.audit._rfc8785 import (
     _fast_encode,
+    _fast_encode_string,
     _is_fast_safe,
     _is_fast_safe_member,
     canonicalize,
@@ -200,7 +201,10 @@ def _freeze_mapping(where: str, value: Mapping[Any, Any], depth: int) -> FrozenJ
             _reject_key(where, key)
         if type(item) is str:
             # The common case, checked here without building the field's path.
-            if len(item) > _MAX_STRING_LENGTH or looks_like_jws(item):
+            # Only text that contains "eyJ" takes the call to ``looks_like_jws``.
+            if len(item) > _MAX_STRING_LENGTH or (
+                "eyJ" in item and looks_like_jws(item)
+            ):
                 _check_string(f"{where}.{key}", item)
             items[key] = item
         else:
@@ -350,19 +354,27 @@ class AuditEvent:
         if not isinstance(self.outcome, str):
             raise AuditEventError("Audit field 'outcome' must be a string.")
         _check_string("outcome", self.outcome)
-        _optional_text("reason", self.reason)
-        _optional_text("human", self.human)
-        _optional_text("receipt_hash", self.receipt_hash)
-        _optional_text("grant_id", self.grant_id)
-        _optional_text("trace_id", self.trace_id)
-        object.__setattr__(self, "actors", _text_tuple("actors", self.actors))
-        object.__setattr__(self, "task_path", _text_tuple("task_path", self.task_path))
-        object.__setattr__(self, "request", self._checked_request())
-        object.__setattr__(self, "details", self._checked_details())
+        # ``_optional_text`` accepts ``None`` as it is, so only text is checked.
+        if self.reason is not None:
+            _optional_text("reason", self.reason)
+        if self.human is not None:
+            _optional_text("human", self.human)
+        if self.receipt_hash is not None:
+            _optional_text("receipt_hash", self.receipt_hash)
+        if self.grant_id is not None:
+            _optional_text("grant_id", self.grant_id)
+        if self.trace_id is not None:
+            _optional_text("trace_id", self.trace_id)
+        _SET_ACTORS(self, _text_tuple("actors", self.actors))
+        _SET_TASK_PATH(self, _text_tuple("task_path", self.task_path))
+        _SET_REQUEST(self, self._checked_request())
+        _SET_DETAILS(self, self._checked_details())
         self._check_time()
 
     def _check_type_and_decision(self) -> None:
-        if (
+        # Every known type passes the checks below, so it skips the pattern.
+        known = type(self.type) is str and self.type in KNOWN_TYPES
+        if not known and (
             not isinstance(self.type, str)
             or len(self.type) > _MAX_TYPE_LENGTH
             or not _TYPE_PATTERN.match(self.type)
@@ -461,6 +473,14 @@ class AuditEvent:
             AuditEventError: a value has no exact canonical form, e.g. an integer
                 beyond 2**53 in ``details``.
         """
+        text = self._plain_text()
+        if text is not None:
+            try:
+                return text.encode("utf-8")
+            except UnicodeEncodeError:
+                # A lone surrogate: ``canonicalize`` below raises the proper error.
+                pass
+
         data = self.to_dict()
         if self._encodes_as_json(data):
             try:
@@ -472,6 +492,64 @@ class AuditEvent:
             return canonicalize(data)
         except CanonicalizationError as err:
             raise AuditEventError(f"Audit event cannot be encoded: {err}") from err
+
+    def _plain_text(self) -> str | None:
+        """Return ``_fast_encode(self.to_dict())`` written member by member, or None.
+
+        ``_fast_encode`` sorts the fixed ASCII keys of ``to_dict()`` into the
+        order below, writes each string with ``_fast_encode_string``, ``None``
+        as ``null``, a float with ``float.__repr__`` and a tuple as it writes a
+        list.  So this text equals its output, without building the dictionary
+        and thawed copies that it encodes.  The same checks as in
+        ``_encodes_as_json`` come first, so the text is also the RFC 8785 text.
+        ``None`` means the event takes the general path of ``canonical``: its
+        time is not a float, a string is of a ``str`` subclass, or ``request``
+        or ``details`` contains a nested object or a value that
+        ``_is_fast_safe`` rejects.
+        """
+        time, request, details = self.time, self.request, self.details
+        if (
+            type(time) is not float
+            or type(request) is not FrozenJSON
+            or type(details) is not FrozenJSON
+        ):
+            return None
+        for text in (self.type, self.decision, self.outcome, self.reason,
+                     self.human, self.receipt_hash, self.grant_id, self.trace_id,
+                     *self.actors, *self.task_path):  # fmt: skip
+            if type(text) is not str and text is not None:
+                return None
+        if not (
+            _is_fast_safe_member(time, 1)
+            and _is_fast_safe(request._items, 1)
+            and _is_fast_safe(details._items, 1)
+        ):
+            return None
+
+        string = _fast_encode_string
+        actors, task_path = self.actors, self.task_path
+        reason, human, receipt_hash = self.reason, self.human, self.receipt_hash
+        grant_id, trace_id = self.grant_id, self.trace_id
+        return "".join(
+            (
+                '{"actors":[', ",".join(map(string, actors)) if actors else "",
+                '],"decision":', string(self.decision),
+                ',"details":', _fast_encode(details._items),
+                ',"grant_id":', "null" if grant_id is None else string(grant_id),
+                ',"human":', "null" if human is None else string(human),
+                ',"outcome":', string(self.outcome),
+                ',"reason":', "null" if reason is None else string(reason),
+                ',"receipt_hash":',
+                "null" if receipt_hash is None else string(receipt_hash),
+                ',"request":', _fast_encode(request._items),
+                ',"task_path":[',
+                ",".join(map(string, task_path)) if task_path else "",
+                '],"time":', float.__repr__(time),
+                ',"trace_id":', "null" if trace_id is None else string(trace_id),
+                ',"type":', string(self.type),
+                _VERSION_TAIL,
+            )
+        )  # fmt: skip
 
     def _encodes_as_json(self, data: dict[str, Any]) -> bool:
         """Return whether ``_is_fast_safe(data)`` holds, checking less than it does.
@@ -545,14 +623,42 @@ _FIELD_NAMES: Final = (
     "trace_id",
 )
 _DICT_KEYS: Final = frozenset({*_FIELD_NAMES, "v"})
+# The last member of the canonical text, ``v``, and the closing brace.
+_VERSION_TAIL: Final = f',"v":{EVENT_VERSION}}}'
+
+
+# The setter of each slot of ``AuditEvent``.  ``__post_init__`` and
+# ``_replace_time`` call them directly, which skips the attribute lookup that
+# ``object.__setattr__`` makes to find the same descriptor.
+(
+    _SET_TYPE, _SET_DECISION, _SET_OUTCOME, _SET_REASON, _SET_HUMAN,
+    _SET_RECEIPT_HASH, _SET_GRANT_ID, _SET_ACTORS, _SET_TASK_PATH, _SET_REQUEST,
+    _SET_DETAILS, _SET_TRACE_ID, _SET_TIME,
+) = (
+    AuditEvent.__dict__[name].__set__
+    for name in ("type", "decision", "outcome", "reason", "human",
+                 "receipt_hash", "grant_id", "actors", "task_path", "request",
+                 "details", "trace_id", "time")
+)  # fmt: skip
 
 
 def _replace_time(event: AuditEvent, now: float) -> AuditEvent:
     # The other fields were validated and frozen when ``event`` was built, so the
-    # copy takes them as they are and validates only the new time.
+    # copy takes them as they are and validates only the new time.  Every field
+    # of ``_FIELD_NAMES`` is set here.
     copy = object.__new__(AuditEvent)
-    for name in _FIELD_NAMES:
-        object.__setattr__(copy, name, getattr(event, name))
-    object.__setattr__(copy, "time", now)
+    _SET_TYPE(copy, event.type)
+    _SET_DECISION(copy, event.decision)
+    _SET_OUTCOME(copy, event.outcome)
+    _SET_REASON(copy, event.reason)
+    _SET_HUMAN(copy, event.human)
+    _SET_RECEIPT_HASH(copy, event.receipt_hash)
+    _SET_GRANT_ID(copy, event.grant_id)
+    _SET_ACTORS(copy, event.actors)
+    _SET_TASK_PATH(copy, event.task_path)
+    _SET_REQUEST(copy, event.request)
+    _SET_DETAILS(copy, event.details)
+    _SET_TRACE_ID(copy, event.trace_id)
+    _SET_TIME(copy, now)
     copy._check_time()
     return copy

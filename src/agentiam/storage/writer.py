@@ -150,7 +150,13 @@ class GroupCommitWriter:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._put(_Unit(None, work, item, loop, future))
+        unit = _Unit(None, work, item, loop, future)
+        if self._thread is not None and not self._closed:
+            # The check that ``_put`` makes, without its two calls, because the
+            # audit log submits every event here.
+            self._queue.put(unit)
+        else:
+            self._put(unit)
         return await future
 
     def run_sync(self, work: Callable[[Connection], T]) -> T:
