@@ -144,3 +144,39 @@ def test_sign_head(data_dir: Path, capsys) -> None:
     head = json.loads(capsys.readouterr().out)
     assert head["tree_size"] >= 4
     assert head["signature"].count(".") == 2
+
+
+def test_verify_reports_deleted_node_without_repair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
+    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    directory = tmp_path / "data"
+    ctx = open_context(load_settings(environ={}, overrides={"data_dir": directory}))
+
+    # 70 events complete the first node of 64 leaves, (level 6, idx 0).
+    async def run() -> None:
+        for n in range(70):
+            await ctx.audit.record(
+                AuditEvent("task.opened", "none", "opened", task_path=[f"t-{n}"])
+            )
+        await ctx.audit.sign_tree_head()
+
+    try:
+        asyncio.run(run())
+    finally:
+        close_context(ctx)
+    with sqlite3.connect(_database(directory)) as conn:
+        conn.execute("DELETE FROM audit_tree_nodes WHERE level = 6 AND idx = 0")
+
+    first = main(["audit", "verify", "--data-dir", str(directory)])
+    first_err = capsys.readouterr().err
+    second = main(["audit", "verify", "--data-dir", str(directory)])
+    with sqlite3.connect(_database(directory)) as conn:
+        kept = conn.execute("SELECT count(*) FROM audit_tree_nodes").fetchone()[0]
+
+    assert first == 1
+    assert "audit_tree_nodes has no row for level 6 idx 0" in first_err
+    assert second == 1
+    assert kept == 0

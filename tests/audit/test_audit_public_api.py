@@ -26,7 +26,7 @@ def test_audit_log_signatures() -> None:
     assert inspect.iscoroutinefunction(AuditLog.record)
     assert list(inspect.signature(AuditLog).parameters) == [
         "engine", "writer", "settings", "clock", "keyring", "tree_head_every",
-        "tree_head_interval_ms", "pseudonyms",
+        "tree_head_interval_ms", "pseudonyms", "rebuild_nodes",
     ]  # fmt: skip
 
 

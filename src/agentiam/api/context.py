@@ -58,11 +58,13 @@ def open_context(
     *,
     clock: Callable[[], float] = time.time,
     environ: Mapping[str, str] | None = None,
+    rebuild_audit_nodes: bool = True,
 ) -> ServerContext:
     """Open the database and every service for ``settings`` and return the context.
 
     The writer is started, so ``run_sync`` and ``submit`` work at once.  Call
-    ``close_context`` when done.
+    ``close_context`` when done.  ``rebuild_audit_nodes`` goes to ``AuditLog``
+    as ``rebuild_nodes``.
     """
     prepare_data_dir(settings.data_dir)
     engine = create_engine(settings.database_url)
@@ -78,7 +80,7 @@ def open_context(
     writer.start()
 
     try:
-        return _build(settings, engine, writer, clock, environ)
+        return _build(settings, engine, writer, clock, environ, rebuild_audit_nodes)
     except BaseException:
         writer.close()
         engine.dispose()
@@ -91,10 +93,13 @@ def _build(
     writer: GroupCommitWriter,
     clock: Callable[[], float],
     environ: Mapping[str, str] | None,
+    rebuild_audit_nodes: bool,
 ) -> ServerContext:
     keyring = KeyRing.open(engine, settings, clock=clock, environ=environ)
     revocations = _open_revocations(engine, clock)
-    audit = _open_audit(engine, writer, settings, keyring, clock, environ)
+    audit = _open_audit(
+        engine, writer, settings, keyring, clock, environ, rebuild_audit_nodes
+    )
     replay = _open_replay_cache(settings)
 
     return ServerContext(
@@ -124,6 +129,7 @@ def _open_audit(
     keyring: KeyRing,
     clock: Callable[[], float],
     environ: Mapping[str, str] | None,
+    rebuild_nodes: bool,
 ) -> Any:
     from agentiam.audit.log import AuditLog
     from agentiam.audit.pseudonyms import AuditPseudonyms
@@ -142,6 +148,7 @@ def _open_audit(
         tree_head_every=settings.audit_tree_head_every,
         tree_head_interval_ms=settings.audit_tree_head_interval_ms,
         pseudonyms=pseudonyms,
+        rebuild_nodes=rebuild_nodes,
     )
 
 

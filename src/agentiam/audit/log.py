@@ -167,6 +167,9 @@ class AuditLog:
             events were added since the last one.
         pseudonyms: the audit HMAC key behind ``pseudonym``.  Without it
             ``pseudonym`` raises ``AuditError``.
+        rebuild_nodes: rebuild ``audit_tree_nodes`` from the leaf hashes when it
+            is short.  ``agentiam audit verify`` passes False, so that it reports
+            the table as it found it.
     """
 
     def __init__(
@@ -180,6 +183,7 @@ class AuditLog:
         tree_head_every: int = DEFAULT_TREE_HEAD_EVERY,
         tree_head_interval_ms: float = DEFAULT_TREE_HEAD_INTERVAL_MS,
         pseudonyms: AuditPseudonyms | None = None,
+        rebuild_nodes: bool = True,
     ) -> None:
         self._engine = engine
         self._pseudonyms = pseudonyms
@@ -193,7 +197,7 @@ class AuditLog:
         self._head_lock = asyncio.Lock()
         self._runner: asyncio.Task[None] | None = None
         self.committed_size = self.stored_size()
-        self._ensure_nodes()
+        self._ensure_nodes(rebuild_nodes)
         latest = self.latest_tree_head()
         self._last_head_size = latest.size if latest is not None else 0
 
@@ -411,17 +415,28 @@ class AuditLog:
         with self._engine.connect() as conn:
             return load_nodes_in(conn, keys)
 
-    def _ensure_nodes(self) -> None:
+    def _ensure_nodes(self, rebuild: bool) -> None:
         """Load ``audit_tree_nodes`` into memory, rebuilding it if it is short.
 
-        A database written before the table existed, or rows copied in by hand,
-        leave it short; the rebuild reads every leaf hash once.
+        A database written before the table existed, rows copied in by hand, or
+        rows deleted leave it short.  The rebuild reads every leaf hash once.
         """
         with self._engine.connect() as conn:
             nodes = load_all_nodes(conn)
         present = sum(1 for level, _, _ in nodes if level == NODE_LEVEL)
-        if present != self.committed_size >> NODE_LEVEL:
-            nodes = self._rebuild_nodes()
+        expected = self.committed_size >> NODE_LEVEL
+        if present != expected:
+            log.warning(
+                "audit tree nodes do not match the log; run 'agentiam audit verify'",
+                extra={
+                    "level": NODE_LEVEL,
+                    "nodes": present,
+                    "expected": expected,
+                    "rebuilding": rebuild,
+                },
+            )
+            if rebuild:
+                nodes = self._rebuild_nodes()
         self._tree.reset(nodes)
 
     def _rebuild_nodes(self) -> list[Node]:

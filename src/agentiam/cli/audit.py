@@ -201,7 +201,8 @@ def _run_verify(
         keys = _jwks_lookup(Path(args.jwks))
         return _verify_file(args, keys, None, progress)
 
-    with open_cli_context(args) as ctx:
+    # Opening the log must not repair the node table that verify checks.
+    with open_cli_context(args, rebuild_audit_nodes=False) as ctx:
         keys = (
             ctx.keyring.lookup if args.jwks is None else _jwks_lookup(Path(args.jwks))
         )

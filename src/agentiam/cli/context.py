@@ -59,9 +59,13 @@ def settings_from_args(
 
 
 @contextlib.contextmanager
-def open_cli_context(args: argparse.Namespace) -> Iterator[ServerContext]:
+def open_cli_context(
+    args: argparse.Namespace, *, rebuild_audit_nodes: bool = True
+) -> Iterator[ServerContext]:
     """Open a ``ServerContext`` for one CLI command and close it afterwards."""
-    ctx = open_context(settings_from_args(args))
+    ctx = open_context(
+        settings_from_args(args), rebuild_audit_nodes=rebuild_audit_nodes
+    )
     try:
         yield ctx
     finally:
