@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import insert, select
+from sqlalchemy import Column, String, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
@@ -42,6 +42,19 @@ if TYPE_CHECKING:
 DECISION_RECORD_VERSION: Final = 1
 MAX_DECISIONS_BODY: Final = 512 * 1024
 MAX_DECISIONS_PER_BATCH: Final = 500
+
+
+def _column_length(column: Column[Any]) -> int:
+    """Return the declared length of a ``String`` column."""
+    if not isinstance(column.type, String) or column.type.length is None:
+        raise TypeError(f"column {column.name!r} has no declared length")
+    return column.type.length
+
+
+# A decision id is stored in audit_decision_ids, so it must fit that column:
+# PostgreSQL refuses a longer value, and a batch retried with it never commits.
+MAX_DECISION_ID_LENGTH: Final = _column_length(audit_decision_ids.c.decision_id)
+
 _DECISION_KEYS: Final = frozenset(
     {
         "ver",
@@ -204,6 +217,11 @@ def _check_decision_shape(index: int, record: Any) -> Mapping[str, Any]:
         value = record[name]
         if not isinstance(value, str) or not value or len(value) > 2048:
             raise InvalidRequestError(f"'{where}.{name}' must be a non-empty string.")
+    if len(record["id"]) > MAX_DECISION_ID_LENGTH:
+        raise InvalidRequestError(
+            f"'{where}.id' has {len(record['id'])} characters; "
+            f"the maximum is {MAX_DECISION_ID_LENGTH}."
+        )
     if not record["path"].startswith("/"):
         raise InvalidRequestError(f"'{where}.path' must start with '/'.")
     return record
