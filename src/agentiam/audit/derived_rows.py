@@ -26,16 +26,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, func, inspect, not_, or_, select, tuple_
+from sqlalchemy import (
+    and_,
+    case,
+    exists,
+    func,
+    inspect,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.engine import Connection, Engine
 
 from agentiam.audit.chain import b64url
 from agentiam.audit.events import AuditEvent
 from agentiam.audit.merkle import node_hash, root_from_leaf_hashes
 from agentiam.audit.tables import audit_decision_ids, audit_events, audit_tree_nodes
-from agentiam.audit.tree import NODE_LEVEL
+from agentiam.audit.tree import NODE_LEVEL, malformed_node_rows
 from agentiam.audit.verify_report import Problem
 
 # A derived table emptied by hand would otherwise report every event, so each
@@ -67,8 +80,12 @@ class CappedProblems:
 
     def add(self, seq: int, message: str) -> None:
         """Record a problem at event ``seq``."""
+        self.add_at(f"seq {seq}", message)
+
+    def add_at(self, position: str, message: str) -> None:
+        """Record a problem at ``position``, for a row that belongs to no seq."""
         if len(self._listed) < MAX_LISTED:
-            self._listed.append(Problem(f"seq {seq}", message))
+            self._listed.append(Problem(position, message))
         else:
             self._unlisted += 1
 
@@ -134,6 +151,13 @@ class TreeNodeCheck:
         if ended:
             for level, idx in _nodes_outside(self._engine, self._size):
                 self._report_extra(level, idx)
+            for row in _malformed_nodes(self._engine):
+                self._problems.add_at(
+                    "tree nodes",
+                    f"audit_tree_nodes has a row for level {row.level} idx {row.idx} "
+                    f"that is not a tree node: {row.reason} (tree node inserted or "
+                    "edited)",
+                )
         return self._problems.problems()
 
     def _complete_block(self, seq: int) -> None:
@@ -190,7 +214,9 @@ def _stored_nodes(engine: Engine, low: int, high: int) -> dict[tuple[int, int], 
             )
     if not ranges:
         return {}
-    query = select(_NODES.level, _NODES.idx, _NODES.hash).where(or_(*ranges))
+    query = select(_NODES.level, _NODES.idx, _NODES.hash).where(
+        or_(*ranges), not_(malformed_node_rows(engine.dialect.name))
+    )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     return {(int(row[0]), int(row[1])): bytes(row[2]) for row in rows}
@@ -206,7 +232,12 @@ def _nodes_outside(engine: Engine, size: int) -> list[tuple[int, int]]:
         and_(_NODES.level == level, _NODES.idx.between(0, count - 1))
         for level, count in _complete_levels(size)
     ]
-    query = select(_NODES.level, _NODES.idx).order_by(_NODES.level, _NODES.idx)
+    # Malformed rows are reported by ``_malformed_nodes`` instead.
+    query = (
+        select(_NODES.level, _NODES.idx)
+        .where(not_(malformed_node_rows(engine.dialect.name)))
+        .order_by(_NODES.level, _NODES.idx)
+    )
     if derived:
         query = query.where(not_(or_(*derived)))
     with engine.connect() as conn:
@@ -218,6 +249,73 @@ def _nodes_outside(engine: Engine, size: int) -> list[tuple[int, int]]:
         }
         appended = _existing_seqs(conn, sorted(later))
     return [key for key in keys if node_seq(*key) not in appended]
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedNode:
+    """A row of ``audit_tree_nodes`` that no tree node has, and why."""
+
+    level: str
+    idx: str
+    reason: str
+
+
+def _malformed_nodes(engine: Engine) -> list[MalformedNode]:
+    """Return the rows that ``malformed_node_rows`` selects, in key order.
+
+    Only SQL functions read their values, because on SQLite a hash or key of
+    another type, such as text that is not UTF-8, fails to load in Python.
+    """
+    sqlite = engine.dialect.name == "sqlite"
+    types = (
+        [func.typeof(_NODES.level), func.typeof(_NODES.idx), func.typeof(_NODES.hash)]
+        if sqlite
+        else [literal("integer"), literal("integer"), literal("blob")]
+    )
+    query = (
+        select(
+            *types,
+            _number_or_null(_NODES.level, sqlite),
+            _number_or_null(_NODES.idx, sqlite),
+            func.length(_NODES.hash),
+        )
+        .where(malformed_node_rows(engine.dialect.name))
+        .order_by(_NODES.level, _NODES.idx)
+        .limit(MAX_LISTED)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [_malformed(row[0], row[1], row[2], row[3], row[4], row[5]) for row in rows]
+
+
+def _number_or_null(column: Any, sqlite: bool) -> Any:
+    """Select ``column`` when it is a number, else NULL (only SQLite has others)."""
+    if not sqlite:
+        return column
+    return case((func.typeof(column).in_(("integer", "real")), column), else_=null())
+
+
+def _malformed(
+    level_type: str,
+    idx_type: str,
+    hash_type: str,
+    level: Any,
+    idx: Any,
+    length: Any,
+) -> MalformedNode:
+    shown_level = repr(level) if level is not None else f"({level_type})"
+    shown_idx = repr(idx) if idx is not None else f"({idx_type})"
+    if level_type != "integer" or idx_type != "integer":
+        reason = "its level and idx must be integers"
+    elif level < NODE_LEVEL:
+        reason = f"levels below {NODE_LEVEL} are not stored"
+    elif idx < 0:
+        reason = "its idx is negative"
+    elif hash_type != "blob":
+        reason = f"its hash is {hash_type}, not bytes"
+    else:
+        reason = f"its hash is {length} bytes, not 32"
+    return MalformedNode(shown_level, shown_idx, reason)
 
 
 def _existing_seqs(conn: Connection, seqs: Sequence[int]) -> set[int]:
@@ -319,8 +417,10 @@ class DecisionIdCheck:
                         _IDS.client_id == client_id,
                         _IDS.decision_id.in_(ids[start : start + _LOOKUP_CHUNK]),
                     )
+                    # Not converted with int(): SQLite may hold a REAL seq such
+                    # as 1.5, which must not match the event at seq 1.
                     for decision_id, seq in conn.execute(query):
-                        found[(client_id, decision_id)] = int(seq)
+                        found[(client_id, decision_id)] = seq
         return found
 
     def _report_extra(self, size: int, extra: int) -> None:

@@ -419,19 +419,21 @@ class AuditLog:
         """Load ``audit_tree_nodes`` into memory, rebuilding it if it is short.
 
         A database written before the table existed, rows copied in by hand, or
-        rows deleted leave it short.  The rebuild reads every leaf hash once.
+        rows deleted leave it short, and a row written by hand may be malformed.
+        The rebuild reads every leaf hash once and replaces every row.
         """
         with self._engine.connect() as conn:
-            nodes = load_all_nodes(conn)
+            nodes, malformed = load_all_nodes(conn)
         present = sum(1 for level, _, _ in nodes if level == NODE_LEVEL)
         expected = self.committed_size >> NODE_LEVEL
-        if present != expected:
+        if malformed or present != expected:
             log.warning(
                 "audit tree nodes do not match the log; run 'agentiam audit verify'",
                 extra={
                     "level": NODE_LEVEL,
                     "nodes": present,
                     "expected": expected,
+                    "malformed_rows": malformed,
                     "rebuilding": rebuild,
                 },
             )

@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import ColumnElement, func, not_, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
 from agentiam.audit.errors import AuditError
@@ -418,23 +418,54 @@ def nodes_for_leaves(leaves: Iterable[bytes]) -> Iterable[dict[str, Any]]:
         stack.append((level, value))
 
 
+def malformed_node_rows(dialect: str) -> ColumnElement[bool]:
+    """Return the condition that selects rows of ``audit_tree_nodes`` no node has.
+
+    A node has an integer level of at least ``NODE_LEVEL``, an integer idx of at
+    least 0 and a hash of 32 bytes.  PostgreSQL's column types keep the types,
+    but SQLite stores a value of any type in any column, so there the types are
+    checked too.  Only a row written by hand fails the condition.
+    """
+    nodes = audit_tree_nodes.c
+    conditions = [nodes.level < NODE_LEVEL, nodes.idx < 0]
+    if dialect == "sqlite":
+        conditions += [
+            func.typeof(nodes.level) != "integer",
+            func.typeof(nodes.idx) != "integer",
+            func.typeof(nodes.hash) != "blob",
+        ]
+    conditions.append(func.length(nodes.hash) != _HASH)
+    return or_(*conditions)
+
+
 def load_nodes_in(
     conn: Connection, keys: Sequence[tuple[int, int]]
 ) -> dict[tuple[int, int], bytes]:
-    """Read the stored hashes of ``keys`` in one query."""
+    """Read the stored hashes of ``keys`` in one query, leaving out malformed rows."""
+    nodes = audit_tree_nodes.c
     rows = conn.execute(
-        select(
-            audit_tree_nodes.c.level, audit_tree_nodes.c.idx, audit_tree_nodes.c.hash
-        ).where(tuple_(audit_tree_nodes.c.level, audit_tree_nodes.c.idx).in_(keys))
+        select(nodes.level, nodes.idx, nodes.hash).where(
+            tuple_(nodes.level, nodes.idx).in_(keys),
+            not_(malformed_node_rows(conn.dialect.name)),
+        )
     ).all()
     return {(int(row.level), int(row.idx)): bytes(row.hash) for row in rows}
 
 
-def load_all_nodes(conn: Connection) -> list[Node]:
-    """Read every stored node in one query, in ``(level, index)`` order."""
+def load_all_nodes(conn: Connection) -> tuple[list[Node], int]:
+    """Read every well-formed stored node, in ``(level, index)`` order.
+
+    Returns the nodes and the number of malformed rows left out (see
+    ``malformed_node_rows``).
+    """
+    nodes = audit_tree_nodes.c
+    malformed = malformed_node_rows(conn.dialect.name)
     rows = conn.execute(
-        select(
-            audit_tree_nodes.c.level, audit_tree_nodes.c.idx, audit_tree_nodes.c.hash
-        ).order_by(audit_tree_nodes.c.level, audit_tree_nodes.c.idx)
+        select(nodes.level, nodes.idx, nodes.hash)
+        .where(not_(malformed))
+        .order_by(nodes.level, nodes.idx)
     ).all()
-    return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
+    left_out = conn.execute(
+        select(func.count()).select_from(audit_tree_nodes).where(malformed)
+    ).scalar_one()
+    return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows], int(left_out)

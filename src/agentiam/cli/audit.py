@@ -31,6 +31,7 @@ from agentiam.audit.tree_head import TreeHead
 from agentiam.audit.verify import verify_log, verify_rows_for_head
 from agentiam.audit.verify_report import VerifyReport, load_trusted_head
 from agentiam.cli.context import (
+    MissingDatabaseError,
     add_common_arguments,
     add_output_argument,
     open_cli_context,
@@ -163,7 +164,7 @@ def verify_audit_log(args: argparse.Namespace) -> int:
 
     try:
         report = _run_verify(args, progress)
-    except (AuditError, TreeHeadError, OSError) as err:
+    except (AuditError, TreeHeadError, MissingDatabaseError, OSError) as err:
         error(f"audit log verification failed: {err}")
         return 1
 
@@ -202,7 +203,9 @@ def _run_verify(
         return _verify_file(args, keys, None, progress)
 
     # Opening the log must not repair the node table that verify checks.
-    with open_cli_context(args, rebuild_audit_nodes=False) as ctx:
+    with open_cli_context(
+        args, rebuild_audit_nodes=False, require_existing=True
+    ) as ctx:
         keys = (
             ctx.keyring.lookup if args.jwks is None else _jwks_lookup(Path(args.jwks))
         )

@@ -58,14 +58,32 @@ def settings_from_args(
     return load_settings(config_file=getattr(args, "config", None), overrides=flags)
 
 
+class MissingDatabaseError(Exception):
+    """The SQLite database that a read-only command would check does not exist."""
+
+
 @contextlib.contextmanager
 def open_cli_context(
-    args: argparse.Namespace, *, rebuild_audit_nodes: bool = True
+    args: argparse.Namespace,
+    *,
+    rebuild_audit_nodes: bool = True,
+    require_existing: bool = False,
 ) -> Iterator[ServerContext]:
-    """Open a ``ServerContext`` for one CLI command and close it afterwards."""
-    ctx = open_context(
-        settings_from_args(args), rebuild_audit_nodes=rebuild_audit_nodes
-    )
+    """Open a ``ServerContext`` for one CLI command and close it afterwards.
+
+    With ``require_existing``, a SQLite database that does not exist raises
+    ``MissingDatabaseError`` instead of being created empty, so a mistyped
+    ``--data-dir`` cannot pass as an empty log.
+    """
+    settings = settings_from_args(args)
+    database = settings.sqlite_path
+    if require_existing and database is not None and not database.is_file():
+        raise MissingDatabaseError(
+            f"database file {str(database)!r} does not exist; check --data-dir "
+            "or --database-url"
+        )
+
+    ctx = open_context(settings, rebuild_audit_nodes=rebuild_audit_nodes)
     try:
         yield ctx
     finally:
