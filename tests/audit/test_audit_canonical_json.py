@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from agentiam.audit._rfc8785 import (
     canonicalize,
     canonicalize_reference,
+    loads,
     serialize_number,
 )
-from agentiam.audit.errors import CanonicalizationError
+from agentiam.audit.errors import AuditEventError, CanonicalizationError
+from agentiam.audit.events import AuditEvent
 
 VECTORS = json.loads(
     (Path(__file__).parents[1] / "vectors" / "rfc8785_examples.json").read_text(
@@ -177,3 +179,144 @@ def test_canonicalize_falls_back_on_unsafe(value: object) -> None:
             canonicalize(value)
         return
     assert canonicalize(value) == expected
+
+
+def _utf16_units(text: str) -> list[int]:
+    units = []
+    for char in text:
+        point = ord(char)
+        if point > 0xFFFF:
+            point -= 0x10000
+            units += [0xD800 + (point >> 10), 0xDC00 + (point & 0x3FF)]
+        else:
+            units.append(point)
+    return units
+
+
+def _es_number(value: float) -> str:
+    """ECMA-262 Number::toString, from the shortest round-trip digits."""
+    if value == 0:
+        return "0"
+    sign, value = ("-", -value) if value < 0 else ("", value)
+    for precision in range(17):
+        mantissa, exponent = f"{value:.{precision}e}".split("e")
+        if float(f"{mantissa}e{exponent}") == value:
+            break
+    digits = mantissa.replace(".", "").rstrip("0")
+    k, n = len(digits), int(exponent) + 1
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        mark = "+" if n - 1 >= 0 else "-"
+        tail = "." + digits[1:] if k > 1 else ""
+        text = f"{digits[0]}{tail}e{mark}{abs(n - 1)}"
+    return sign + text
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n",
+            "\r": "\\r", "\t": "\\t"}  # fmt: skip
+
+
+def _jcs(value: object) -> str:
+    """RFC 8785 written from the RFC's text, independent of the module."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int | float):
+        return _es_number(float(value))
+    if isinstance(value, str):
+        return (
+            '"'
+            + "".join(
+                _ESCAPES.get(char, f"\\u{ord(char):04x}" if char < " " else char)
+                for char in value
+            )
+            + '"'
+        )
+    if isinstance(value, list):
+        return "[" + ",".join(_jcs(item) for item in value) + "]"
+    assert isinstance(value, dict)
+    keys = sorted(value, key=_utf16_units)
+    return "{" + ",".join(f"{_jcs(key)}:{_jcs(value[key])}" for key in keys) + "}"
+
+
+ADVERSARIAL = [
+    {"\U0001f600": 1, "\ufb33": 2, "\uffff": 3, "\ue000": 4, "a": 5},
+    {"\U00010000": 1, "\ud7ff": 2, "\uff61": 3},
+    {"\U0001f600\u00e9": 1, "\U0001f600": 2, "\u00e9\U0001f600": 3},
+    "\u2028\u2029",
+    "\x00\x01\x08\t\n\x0b\x0c\r\x1f \x7f\x80\x9f",
+    '"\\/',
+    -0.0,
+    1e21,
+    1e20,
+    1e-6,
+    1e-7,
+    1.5e-7,
+    5e-324,
+    1.7976931348623157e308,
+    2**53,
+    -(2**53),
+    2**53 - 1,
+    2**53 + 2,
+    2**60,
+    1e16,
+    123456789012345680000.0,
+    333333333.3333333,
+    [[], {}, [{}], {"": {}}, {"": []}],
+]
+
+
+@pytest.mark.parametrize("value", ADVERSARIAL, ids=[ascii(v)[:30] for v in ADVERSARIAL])
+def test_canonicalize_matches_independent_encoder(value: object) -> None:
+    assert canonicalize(value) == _jcs(value).encode("utf-8")
+
+
+@pytest.mark.parametrize("value", ADVERSARIAL, ids=[ascii(v)[:30] for v in ADVERSARIAL])
+def test_canonicalize_reference_matches_independent_encoder(value: object) -> None:
+    assert canonicalize_reference(value) == _jcs(value).encode("utf-8")
+
+
+@pytest.mark.parametrize("value", ADVERSARIAL, ids=[ascii(v)[:30] for v in ADVERSARIAL])
+def test_event_canonical_matches_independent_encoder(value: object) -> None:
+    event = AuditEvent("decision", "allow", "ok", details={"x": value}, time=1.5)
+    assert event.canonical() == _jcs(event.to_dict()).encode("utf-8")
+
+
+@pytest.mark.parametrize("value", ADVERSARIAL, ids=[ascii(v)[:30] for v in ADVERSARIAL])
+def test_loads_round_trips_canonical_text(value: object) -> None:
+    text = canonicalize(value)
+    assert canonicalize(loads(text)) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("9007199254740991", 9007199254740991),
+        ("-9007199254740991", -9007199254740991),
+        ("9007199254740992", 9007199254740992.0),
+        ("1152921504606847000", 2.0**60),
+    ],
+)
+def test_loads_reads_integers_beyond_2_53_as_doubles(
+    text: str, expected: float
+) -> None:
+    value = loads(text)
+    assert (type(value), value) == (type(expected), expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "point"),
+    [("\ud800", "D800"), ({"\udfff": 1}, "DFFF"), ({"a": ["\udc00"]}, "DC00")],
+    ids=["lone", "key", "nested"],
+)
+def test_event_canonical_rejects_lone_surrogate(value: object, point: str) -> None:
+    event = AuditEvent("decision", "allow", "ok", details={"x": value}, time=1.5)
+    with pytest.raises(AuditEventError) as caught:
+        event.canonical()
+    assert str(caught.value) == (
+        f"Audit event cannot be encoded: String contains the lone surrogate U+{point}."
+    )

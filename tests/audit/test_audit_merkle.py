@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentiam.audit.errors import ProofError
+from agentiam.audit.errors import ProofError, TreeHeadError
+from agentiam.audit.events import AuditEvent
 from agentiam.audit.merkle import (
     CompactRange,
     LeafHashes,
@@ -21,6 +22,8 @@ from agentiam.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from agentiam.audit.tree_head import sign_tree_head, verify_tree_head
+from agentiam.jose import SigningKey, VerificationKey
 
 VECTORS = json.loads(
     (Path(__file__).parents[1] / "vectors" / "rfc6962_merkle_tree.json").read_text(
@@ -206,3 +209,28 @@ def test_consistency_rejects_empty_and_extra_proofs() -> None:
     assert not verify_consistency(3, 8, TREE.root(3), TREE.root(8), [*proof, proof[0]])
     assert not verify_consistency(3, 3, TREE.root(3), TREE.root(3), proof)
     assert not verify_consistency(3, 3, TREE.root(3), TREE.root(4), [])
+
+
+_EVENT = AuditEvent("decision", "deny", "refused", human="alice", time=1.5)
+_EVENT_TREE = LeafHashes(
+    [leaf_hash(_EVENT.canonical()), *(leaf_hash(bytes([n])) for n in range(6))]
+)
+_HEAD_KEY = SigningKey.generate("ES256")
+_HEAD = sign_tree_head(7, _EVENT_TREE.root(), 1.5, _HEAD_KEY, issuer="http://x")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=8 * len(_EVENT.canonical()) - 1))
+def test_inclusion_fails_for_event_bit_flip(bit: int) -> None:
+    proof = inclusion_proof(0, 7, _EVENT_TREE.subtree_root)
+    changed = leaf_hash(_flip(_EVENT.canonical(), bit))
+    assert not verify_inclusion(0, 7, changed, proof, _EVENT_TREE.root())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=8 * len(_HEAD.signature) - 1))
+def test_tree_head_fails_for_signature_bit_flip(bit: int) -> None:
+    changed = _flip(_HEAD.signature.encode("ascii"), bit).decode("latin-1")
+    keys = {_HEAD_KEY.kid: VerificationKey.from_jwk(_HEAD_KEY.public_jwk())}
+    with pytest.raises(TreeHeadError):
+        verify_tree_head(changed, keys.get, issuer="http://x")

@@ -18,7 +18,9 @@ import pytest
 
 from agentiam.api.context import close_context, open_context
 from agentiam.audit.chain import GENESIS_CHAIN_HASH, b64url, next_chain_hash
+from agentiam.audit.errors import AuditError
 from agentiam.audit.events import AuditEvent
+from agentiam.audit.export_verifier import verify_export
 from agentiam.audit.merkle import leaf_hash
 from agentiam.cli.main import main
 from agentiam.config import load_settings
@@ -301,4 +303,209 @@ def test_database_verify_warns_of_unsigned_tail(data_dir, capsys) -> None:
     assert (
         "agentiam: warning: position 4: 3 events after seq 3 are covered by no "
         "signed tree head yet; 'agentiam audit sign-head' signs one now" in captured.err
+    )
+
+
+def _record_details(data_dir: Path, details: list[dict[str, object]]) -> None:
+    """Append one event with each of ``details`` and sign a head over them."""
+    ctx = open_context(load_settings(environ={}, overrides={"data_dir": data_dir}))
+    ctx.audit.keyring = ctx.keyring
+
+    async def run() -> None:
+        for item in details:
+            await ctx.audit.record(AuditEvent("decision", "allow", "ok", details=item))
+        await ctx.audit.sign_tree_head()
+
+    try:
+        asyncio.run(run())
+    finally:
+        close_context(ctx)
+
+
+# Numbers whose canonical text Python reads back as another value: integers
+# from 2**53 up are read as doubles, and 1e-7 is written "1e-7", not "1e-07",
+# so its line takes the strict parser.
+LARGE_NUMBERS: list[dict[str, object]] = [
+    {"k": 2**60},
+    {"b": 2**53},
+    {"n": -(2**53)},
+    {"c": 1e16},
+    {"m": 123456789012345680000.0},
+    {"a": 1e-7, "k": 2**60},
+    {"a": 1e-7, "b": 2**53},
+]
+
+
+def test_database_verify_accepts_large_numbers(data_dir, capsys) -> None:
+    _record_details(data_dir, LARGE_NUMBERS)
+    assert main(["audit", "verify", "--data-dir", str(data_dir)]) == 0
+    assert "audit log verified: 7 events, 1 signed tree heads" in (
+        capsys.readouterr().out
+    )
+
+
+def test_export_verify_accepts_large_numbers(data_dir, tmp_path, capsys) -> None:
+    _record_details(data_dir, LARGE_NUMBERS)
+    path = tmp_path / "audit.jsonl"
+    _export(data_dir, path)
+    capsys.readouterr()
+    assert _verify(data_dir, path) == 0
+    assert "audit log verified: 7 events, 1 signed tree heads" in (
+        capsys.readouterr().out
+    )
+
+
+def _raw_lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def test_export_verify_finds_edited_raw_event_line(data_dir, exported, capsys):
+    path, _ = exported
+    lines = _raw_lines(path)
+    lines[5] = lines[5].replace('"human":"h-4"', '"human":"h-X"')
+    path.write_text("".join(lines), encoding="utf-8")
+    assert _verify(data_dir, path) == 1
+    assert (
+        "failed at position 4: the leaf hash does not match the stored event "
+        "(event edited)" in capsys.readouterr().err
+    )
+
+
+def test_export_verify_finds_raw_duplicate_member(data_dir, exported, capsys):
+    path, _ = exported
+    lines = _raw_lines(path)
+    lines[5] = lines[5].replace(
+        '"decision":"allow"', '"decision":"allow","decision":"deny"'
+    )
+    path.write_text("".join(lines), encoding="utf-8")
+    assert _verify(data_dir, path) == 1
+    assert (
+        "Export line 6 is invalid: JSON member 'decision' is duplicated"
+        in capsys.readouterr().err
+    )
+
+
+def test_export_verify_accepts_crlf_lines(data_dir, exported, capsys) -> None:
+    path, _ = exported
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    assert _verify(data_dir, path) == 0
+    assert "audit log verified: 10 events, 1 signed tree heads" in (
+        capsys.readouterr().out
+    )
+
+
+def test_export_verify_names_invalid_utf8(data_dir, exported, capsys) -> None:
+    path, _ = exported
+    data = path.read_bytes()
+    index = data.index(b'"h-4"') + 1
+    path.write_bytes(data[:index] + b"\xff" + data[index:])
+    assert _verify(data_dir, path) == 1
+    err = capsys.readouterr().err
+    assert "audit log verification failed: Export line 6 is not valid UTF-8: " in err
+    assert "Traceback" not in err
+
+
+def test_verify_export_names_invalid_utf8_line(exported) -> None:
+    path, _ = exported
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[5] = lines[5].replace(b'"h-4"', b'"h-\xff"')
+    with pytest.raises(AuditError, match=r"^Export line 6 is not valid UTF-8: "):
+        verify_export(lines, lambda kid: None)
+
+
+def test_verify_export_reads_bytes_lines(data_dir, exported) -> None:
+    path, _ = exported
+    ctx = open_context(load_settings(environ={}, overrides={"data_dir": data_dir}))
+    try:
+        report = verify_export(
+            path.read_bytes().splitlines(keepends=True), ctx.keyring.lookup
+        )
+    finally:
+        close_context(ctx)
+    assert report.ok, report.problems
+
+
+def test_export_verify_finds_edited_head_timestamp(data_dir, exported, capsys):
+    path, lines = exported
+    lines[-1]["timestamp"] = 1.0
+    _write(path, lines)
+    assert _verify(data_dir, path) == 1
+    assert (
+        "failed at tree head 1 (size 10): the stored columns do not match the "
+        "signed tree head (row edited)" in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "message"),
+    [
+        ("tree_size", 10.5, "tree_size 10.5 is not an integer"),
+        ("tree_size", "10", "tree_size '10' is not an integer"),
+        ("tree_size", True, "tree_size True is not an integer"),
+        ("timestamp", "1", "timestamp '1' is not a number"),
+        ("version", 1.0, "version 1.0 is not an integer"),
+        ("kid", 7, "kid 7 is not a string"),
+    ],
+)
+def test_export_verify_rejects_head_member_type(
+    data_dir, exported, capsys, member, value, message
+) -> None:
+    path, lines = exported
+    lines[-1][member] = value
+    _write(path, lines)
+    assert _verify(data_dir, path) == 1
+    assert f"Export line 12 is invalid: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("line", [4, -1], ids=["event", "tree-head"])
+def test_export_verify_rejects_unknown_member(data_dir, exported, capsys, line):
+    path, lines = exported
+    lines[line]["note"] = "approved"
+    _write(path, lines)
+    assert _verify(data_dir, path) == 1
+    number = line + 1 if line >= 0 else len(lines)
+    assert (
+        f"Export line {number} is invalid: unknown member 'note'"
+        in capsys.readouterr().err
+    )
+
+
+def test_export_verify_rejects_missing_member(data_dir, exported, capsys) -> None:
+    path, lines = exported
+    del lines[-1]["version"]
+    _write(path, lines)
+    assert _verify(data_dir, path) == 1
+    assert (
+        "Export line 12 is invalid: missing member 'version'" in capsys.readouterr().err
+    )
+
+
+def test_export_verify_accepts_reordered_heads(data_dir, tmp_path, capsys) -> None:
+    # Each head is checked against the root recomputed at its own size, so
+    # their order in the file carries nothing that a check could miss.
+    _record(data_dir, 4)
+    _record(data_dir, 6)
+    path = tmp_path / "audit.jsonl"
+    lines = _export(data_dir, path)
+    _write(path, [*lines[:-2], lines[-1], lines[-2]])
+    capsys.readouterr()
+    assert _verify(data_dir, path) == 0
+    assert "audit log verified: 10 events, 2 signed tree heads" in (
+        capsys.readouterr().out
+    )
+
+
+def test_export_verify_finds_edit_with_later_heads_dropped(
+    data_dir, tmp_path, capsys
+) -> None:
+    _record(data_dir, 4)
+    _record(data_dir, 6)
+    path = tmp_path / "audit.jsonl"
+    lines = _export(data_dir, path)
+    lines[7]["event"]["human"] = "mallory"  # type: ignore[index]
+    _write(path, _rehash(lines[:-1]))
+    assert _verify(data_dir, path) == 1
+    assert (
+        "failed at position 4: 6 events after seq 3 are covered by no signed "
+        "tree head" in capsys.readouterr().err
     )

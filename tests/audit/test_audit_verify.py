@@ -256,3 +256,97 @@ def test_verify_forged_head_covers_nothing(filled: AuditLog, keyring) -> None:
     report = _verify(filled, keyring)
     assert report.covered == 10
     assert report.warnings[0].position == "position 10"
+
+
+def _rehash_event(engine, seq: int, canonical: bytes) -> None:
+    """Store ``canonical`` at ``seq`` with its leaf hash and every chain hash."""
+    _set(engine, seq, canonical=canonical, leaf_hash=leaf_hash(canonical))
+    _rechain(engine)
+
+
+def test_verify_finds_edited_tree_head_timestamp(filled: AuditLog, keyring) -> None:
+    with filled._engine.begin() as conn:
+        conn.execute(update(tree_heads).values(timestamp=1.0))
+    report = _verify(filled, keyring)
+    assert [str(problem) for problem in report.problems] == [
+        "tree head 1 (size 10): the stored columns do not match the signed tree "
+        "head (row edited)"
+    ]
+
+
+def test_verify_finds_edited_tree_head_version(filled: AuditLog, keyring) -> None:
+    with filled._engine.begin() as conn:
+        conn.execute(update(tree_heads).values(version=2))
+    report = _verify(filled, keyring)
+    assert [str(problem) for problem in report.problems] == [
+        "tree head 1 (size 10): the stored columns do not match the signed tree "
+        "head (row edited)"
+    ]
+
+
+def test_verify_names_rehashed_lone_surrogate(filled: AuditLog, keyring) -> None:
+    engine = filled._engine
+    canonical = bytes(_row(engine, 4).canonical).replace(b'"granted"', b'"\\ud800"')
+    _rehash_event(engine, 4, canonical)
+    problem = _verify(filled, keyring).first_problem
+    assert str(problem) == (
+        "position 4: the stored event is not a valid audit event: Audit event "
+        "cannot be encoded: String contains the lone surrogate U+D800."
+    )
+
+
+def test_verify_names_rehashed_inexact_integer(filled: AuditLog, keyring) -> None:
+    engine = filled._engine
+    canonical = bytes(_row(engine, 4).canonical).replace(
+        b'"number":4', b'"number":9007199254740993'
+    )
+    _rehash_event(engine, 4, canonical)
+    problem = _verify(filled, keyring).first_problem
+    assert str(problem) == (
+        "position 4: the stored event is not in canonical form (event edited)"
+    )
+
+
+@pytest.mark.parametrize("column", ["canonical", "leaf_hash", "chain_hash"])
+def test_verify_finds_text_in_bytes_column(
+    filled: AuditLog, keyring, column: str
+) -> None:
+    # SQLite stores a value of any type in any column.  The server cannot read
+    # an event whose bytes were replaced by text of the same characters.
+    value = bytes(getattr(_row(filled._engine, 4), column))
+    with filled._engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"UPDATE audit_events SET {column} = ? WHERE seq = 4",
+            (value.decode("latin-1"),),
+        )
+    problem = _verify(filled, keyring).first_problem
+    assert str(problem) == (
+        f"position 4: column {column!r} contains str, not bytes (row edited)"
+    )
+
+
+def test_verify_finds_text_tree_head_root(filled: AuditLog, keyring) -> None:
+    with filled._engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE audit_tree_heads SET root = 'text'")
+    report = _verify(filled, keyring)
+    assert [str(problem) for problem in report.problems] == [
+        "tree head 1 (size 10): the stored columns do not match the signed tree "
+        "head (row edited)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "details",
+    [{"n": 2**60}, {"n": 2**53}, {"n": -(2**53)}, {"n": 1e16}, {"n": 1.2e20}],
+    ids=["2**60", "2**53", "-2**53", "1e16", "1.2e20"],
+)
+def test_verify_accepts_numbers_read_as_doubles(
+    audit_log: AuditLog, keyring, details: dict[str, object]
+) -> None:
+    async def run() -> None:
+        await audit_log.record(AuditEvent("decision", "allow", "ok", details=details))
+        await audit_log.sign_tree_head()
+
+    asyncio.run(run())
+    report = _verify(audit_log, keyring)
+    assert report.ok, report.problems

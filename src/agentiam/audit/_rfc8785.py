@@ -60,6 +60,40 @@ def canonicalize(value: Any) -> bytes:
     return canonicalize_reference(value)
 
 
+# RFC 8785 section 3.2.2.3 reads every number as an IEEE 754 double.  The text of
+# a double from 2**53 up may name another integer: 2**60 is written
+# "1152921504606847000", which ``json.loads`` reads as that integer, not 2**60,
+# and that integer has no exactly equal double.  ``loads`` reads an integer
+# text beyond ``_MAX_EXACT_INTEGER`` in magnitude as the double it denotes.
+_MAX_EXACT_INTEGER: Final = 2**53 - 1
+
+
+def _parse_integer(text: str) -> int | float:
+    value = int(text)
+    if -_MAX_EXACT_INTEGER <= value <= _MAX_EXACT_INTEGER:
+        return value
+    return float(text)
+
+
+DECODER: Final = json.JSONDecoder(parse_int=_parse_integer)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON, reading integers as RFC 8785 does when they pass 2**53 - 1.
+
+    ``canonicalize(loads(canonicalize(value)))`` equals ``canonicalize(value)``
+    for every value that ``canonicalize`` accepts, and every integer it returns
+    is within the range that ``agentiam.strict_json`` accepts.
+
+    Raises:
+        ValueError: the text is not JSON (``json.JSONDecodeError``) or, as bytes,
+            not UTF-8 (``UnicodeDecodeError``).
+    """
+    if isinstance(text, bytes | bytearray):
+        text = text.decode("utf-8")
+    return DECODER.decode(text)
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(
         value,

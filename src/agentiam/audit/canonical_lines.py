@@ -16,12 +16,12 @@ and names its failure.
 from __future__ import annotations
 
 import binascii
-import json
 import re
 from collections.abc import Sequence
 from hashlib import sha256
 from typing import Final
 
+from agentiam.audit._rfc8785 import DECODER
 from agentiam.audit.events import AuditEvent
 
 # The start of an event line as the export writes it when the event's JSON is
@@ -34,9 +34,6 @@ CANONICAL_EVENT_LINE: Final = re.compile(
 
 _LEAF_PREFIX: Final = b"\x00"
 _TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
-# ``raw_decode`` with the settings of ``json.loads``: it parses one JSON value
-# from the start of a string and returns where the value ends.
-_DECODER: Final = json.JSONDecoder()
 
 
 def check_canonical_lines(
@@ -56,7 +53,9 @@ def check_canonical_lines(
     leaves: list[bytes] = []
     chains: list[bytes] = []
     previous = chain
-    decode = _DECODER.raw_decode
+    # ``raw_decode`` parses one JSON value from the start of a string and returns
+    # where the value ends.
+    decode = DECODER.raw_decode
     from_dict = AuditEvent.from_dict
 
     for match in matches:

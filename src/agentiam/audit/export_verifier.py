@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256 as _sha256
 from typing import Any, Final
 
 from agentiam import strict_json
+from agentiam.audit._rfc8785 import loads
 from agentiam.audit.canonical_lines import CANONICAL_EVENT_LINE, check_canonical_lines
 from agentiam.audit.chain import GENESIS_CHAIN_HASH, b64url, hash_from_b64url
 from agentiam.audit.errors import AuditError, AuditEventError, ProofError
@@ -194,7 +195,7 @@ def _perfect_root(data: bytes) -> bytes:
 
 
 def verify_export(
-    lines: Iterable[str],
+    lines: Iterable[str] | Iterable[bytes],
     keys: KeyLookup,
     *,
     issuer: str | None = None,
@@ -212,13 +213,15 @@ def verify_export(
     line (an export whose event JSON is not in canonical form) is parsed
     strictly, and its event is encoded canonically again before hashing.
 
+    Lines may be given as text or as UTF-8 bytes.
+
     Raises:
-        AuditError: a line is not valid JSON of the export format (the position
-            is named), so the file cannot be checked at all.
+        AuditError: a line is not UTF-8 or not valid JSON of the export format
+            (the position is named), so the file cannot be checked at all.
     """
     report = VerifyReport()
     scan = _ExportScan(report, progress)
-    seen = _scan_lines(lines, scan)
+    seen = _scan_lines(_text_lines(lines), scan)
     if not seen:
         raise AuditError("The export is empty; expected a header line first.")
     scan.finish()
@@ -245,6 +248,38 @@ def verify_export(
         if problem is not None:
             report.problems.append(problem)
     return report
+
+
+def _text_lines(lines: Iterable[str | bytes]) -> Iterator[str]:
+    """Yield each line as text; a line or a file that is not UTF-8 raises.
+
+    Lines given as bytes are decoded one by one, so the error names the line.  A
+    text file decodes ahead of the line it returns, so an error from it names
+    the first line it could be on.
+
+    Raises:
+        AuditError: a line is not valid UTF-8.
+    """
+    number = 0
+    iterator = iter(lines)
+    while True:
+        try:
+            line = next(iterator, None)
+        except UnicodeDecodeError as err:
+            raise AuditError(
+                f"Export line {number + 1} or a later line is not valid UTF-8: {err}"
+            ) from err
+        if line is None:
+            return
+        number += 1
+        if isinstance(line, bytes | bytearray):
+            try:
+                line = bytes(line).decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise AuditError(
+                    f"Export line {number} is not valid UTF-8: {err}"
+                ) from err
+        yield line
 
 
 def _read_header(line: str) -> None:
@@ -344,7 +379,7 @@ def _read_canonical_event(
     if scan.broken or b64url(leaf) != leaf_text:
         return False
     try:
-        data = json.loads(text)
+        data = loads(text)
         if not isinstance(data, dict):
             raise ValueError("the event is not a JSON object")
         AuditEvent.from_dict(data)
@@ -374,7 +409,29 @@ def _read_line(number: int, line: str, scan: _ExportScan) -> None:
         raise AuditError(f"Export line {number} is invalid: {err}") from err
 
 
+# The members of each kind of line after the header, as the export writes them.
+_EVENT_MEMBERS: Final = frozenset({"kind", "seq", "leaf_hash", "chain_hash", "event"})
+_HEAD_MEMBERS: Final = frozenset(
+    {"kind", "tree_size", "root_hash", "timestamp", "kid", "signature", "version"}
+)
+
+
+def _check_members(data: dict[str, Any], members: frozenset[str]) -> None:
+    """Raise for a member that the line's kind lacks or does not define.
+
+    A member the format does not define is covered by no hash or signature, so
+    a verified export contains none.
+    """
+    if data.keys() != members:
+        missing = sorted(members - data.keys())
+        if missing:
+            raise ValueError(f"missing member {missing[0]!r}")
+        unknown = sorted(data.keys() - members)
+        raise ValueError(f"unknown member {unknown[0]!r}")
+
+
 def _export_event(data: dict[str, Any]) -> tuple[int, str, str, bytes]:
+    _check_members(data, _EVENT_MEMBERS)
     event = AuditEvent.from_dict(data["event"])
     seq = data["seq"]
     if type(seq) is not int:
@@ -387,11 +444,22 @@ def _export_event(data: dict[str, Any]) -> tuple[int, str, str, bytes]:
 
 
 def _export_head(data: dict[str, Any]) -> TreeHead:
+    _check_members(data, _HEAD_MEMBERS)
+    size, timestamp, version = data["tree_size"], data["timestamp"], data["version"]
+    if type(size) is not int:
+        raise ValueError(f"tree_size {size!r} is not an integer")
+    if type(timestamp) is not float and type(timestamp) is not int:
+        raise ValueError(f"timestamp {timestamp!r} is not a number")
+    if type(version) is not int:
+        raise ValueError(f"version {version!r} is not an integer")
+    for name in ("kid", "signature"):
+        if type(data[name]) is not str:
+            raise ValueError(f"{name} {data[name]!r} is not a string")
     return TreeHead(
-        size=int(data["tree_size"]),
+        size=size,
         root=hash_from_b64url(data["root_hash"], name="root_hash"),
-        timestamp=float(data["timestamp"]),
-        kid=str(data["kid"]),
-        signature=str(data["signature"]),
-        version=int(data["version"]),
+        timestamp=float(timestamp),
+        kid=data["kid"],
+        signature=data["signature"],
+        version=version,
     )

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import operator
 import time
@@ -34,6 +33,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from agentiam.audit._rfc8785 import loads
 from agentiam.audit.chain import GENESIS_CHAIN_HASH, next_chain_hash
 from agentiam.audit.errors import AuditError, AuditEventError, ProofError, TreeHeadError
 from agentiam.audit.event_indexes import ActorRow, TaskRow, actor_rows, task_rows
@@ -754,8 +754,7 @@ def stored_event_from_row(row: Any) -> StoredEvent:
     """
     canonical = bytes(row.canonical)
     try:
-        data = json.loads(canonical)
-        event = AuditEvent.from_dict(data)
+        event = AuditEvent.from_dict(loads(canonical))
     except (ValueError, AuditEventError) as err:
         raise AuditError(f"Audit event {row.seq} cannot be decoded: {err}") from err
     return StoredEvent(

@@ -8,7 +8,6 @@ under it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from typing import Any, Final
 from sqlalchemy import Select, select
 from sqlalchemy.engine import Engine
 
+from agentiam.audit._rfc8785 import loads
 from agentiam.audit.chain import b64url
 from agentiam.audit.errors import AuditError
 from agentiam.audit.events import DECISIONS
@@ -118,7 +118,7 @@ def event_to_json(stored: StoredEvent) -> dict[str, Any]:
         "seq": stored.seq,
         "leaf_hash": b64url(stored.leaf_hash),
         "chain_hash": b64url(stored.chain_hash),
-        "event": json.loads(stored.canonical),
+        "event": loads(stored.canonical),
     }
 
 

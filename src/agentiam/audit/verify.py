@@ -24,13 +24,13 @@ and how trusted heads are checked.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Table, exists, select
 from sqlalchemy.engine import Engine
 
+from agentiam.audit._rfc8785 import loads
 from agentiam.audit.chain import GENESIS_CHAIN_HASH, next_chain_hash
 from agentiam.audit.derived_rows import DerivedTablesCheck
 from agentiam.audit.errors import AuditEventError
@@ -95,8 +95,20 @@ def _check_columns(row: Any, event: AuditEvent) -> str | None:
     return None
 
 
+# The columns that hold bytes.  SQLite stores any value in any column, and the
+# server fails to read an event whose bytes were replaced by text.
+_BYTE_COLUMNS = ("leaf_hash", "chain_hash", "canonical")
+
+
 def _check_event(row: Any, previous_chain: bytes) -> AuditEvent | str:
     """Return the event a row stores, or what is wrong with the row."""
+    for name in _BYTE_COLUMNS:
+        value = getattr(row, name)
+        if not isinstance(value, bytes | bytearray | memoryview):
+            return (
+                f"column {name!r} contains {type(value).__name__}, not bytes "
+                "(row edited)"
+            )
     canonical = bytes(row.canonical)
     leaf = leaf_hash(canonical)
     if bytes(row.leaf_hash) != leaf:
@@ -107,10 +119,11 @@ def _check_event(row: Any, previous_chain: bytes) -> AuditEvent | str:
             "(event edited, inserted, deleted or reordered)"
         )
     try:
-        event = AuditEvent.from_dict(json.loads(canonical))
+        event = AuditEvent.from_dict(loads(canonical))
+        encoded = event.canonical()
     except (ValueError, AuditEventError) as err:
         return f"the stored event is not a valid audit event: {err}"
-    if event.canonical() != canonical:
+    if encoded != canonical:
         return "the stored event is not in canonical form (event edited)"
     column = _check_columns(row, event)
     if column is not None:
@@ -212,7 +225,21 @@ def _verify_rows(
 def _load_heads(engine: Engine) -> list[TreeHead]:
     with engine.connect() as conn:
         rows = conn.execute(select(tree_heads).order_by(tree_heads.c.id)).all()
-    return [tree_head_from_row(row) for row in rows]
+    return [_head_from_row(row) for row in rows]
+
+
+def _head_from_row(row: Any) -> TreeHead:
+    """Build a head from a row; one with a value of the wrong type never matches.
+
+    SQLite stores any value in any column.  Such a row gets an empty root and
+    version -1, so ``check_heads`` reports it as edited, or as forged when its
+    signature is invalid too.
+    """
+    try:
+        return tree_head_from_row(row)
+    except (TypeError, ValueError):
+        size = row.size if type(row.size) is int else -1
+        return TreeHead(size, b"", 0.0, str(row.kid), str(row.signature), -1)
 
 
 def _scan_events(

@@ -122,7 +122,13 @@ def _check_head(
         signed = verify_tree_head(head.signature, keys, issuer=issuer)
     except TreeHeadError as err:
         return f"the signature is invalid (forged tree head): {err}"
-    if (signed.size, signed.root, signed.kid) != (head.size, head.root, head.kid):
+    if (signed.size, signed.root, signed.kid, signed.timestamp, signed.version) != (
+        head.size,
+        head.root,
+        head.kid,
+        head.timestamp,
+        head.version,
+    ):
         return "the stored columns do not match the signed tree head (row edited)"
     if head.size not in roots:
         return (

@@ -225,7 +225,8 @@ def _verify_file(
     progress: Callable[[int], None],
 ) -> VerifyReport:
     trusted = _trusted_heads(args.trusted_head, keys, issuer)
-    with Path(args.file).open(encoding="utf-8") as lines:
+    # Bytes, so that a line that is not UTF-8 is named by its own number.
+    with Path(args.file).open("rb") as lines:
         return verify_export(
             lines, keys, issuer=issuer, progress=progress, trusted_heads=trusted
         )
