@@ -83,6 +83,31 @@ def test_environment_rejects_bad_integer():
     assert "invalid value 'five' for setting 'svid_ttl'" in str(info.value)
 
 
+@pytest.mark.parametrize("port", [65536, 99999])
+def test_port_above_16_bits_rejected(tmp_path, port):
+    config = tmp_path / "port.toml"
+    config.write_text(f"port = {port}\n")
+
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file=config, environ={})
+
+    assert str(info.value) == (
+        f"invalid value {port} for setting 'port' in config file '{config}': "
+        "expected an integer from 1 to 65535"
+    )
+
+
+def test_port_flag_above_16_bits_rejected():
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={}, overrides={"port": 99999})
+
+    assert "invalid value 99999 for setting 'port'" in str(info.value)
+
+
+def test_highest_port_accepted():
+    assert load_settings(environ={"AGENTIAM_PORT": "65535"}).port == 65535
+
+
 def test_kek_variable_is_not_a_setting():
     settings = load_settings(environ={"AGENTIAM_KEK": "x"})
     assert not hasattr(settings, "kek")

@@ -172,9 +172,11 @@ class JSONFormatter(logging.Formatter):
     The message is the constant event text; per-call values go in ``extra=``.
     """
 
+    # uvicorn adds ``color_message``, the event text with terminal colour codes,
+    # which a JSON line must not carry.
     _STANDARD = frozenset(
         vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-        | {"message", "asctime", "taskName"}
+        | {"message", "asctime", "taskName", "color_message"}
     )
 
     def format(self, record: logging.LogRecord) -> str:

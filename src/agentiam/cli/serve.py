@@ -8,16 +8,30 @@ and httptools when they are installed.
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import importlib.util
 import logging
+import socket
 from typing import Any
 
 from agentiam.api.app import configure_logging, create_app
 from agentiam.api.context import close_context, open_context
 from agentiam.cli.context import add_common_arguments, settings_from_args
+from agentiam.errors import AgentIAMError
 
 log = logging.getLogger("agentiam.serve")
+
+# Operator-facing reasons for the bind errors a start most often meets.
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "the address is already in use",
+    errno.EADDRNOTAVAIL: "the address is not one of this machine's",
+    errno.EACCES: "permission denied",
+}
+
+
+class ListenError(AgentIAMError):
+    """The server cannot listen on the configured host and port."""
 
 
 def register(subparsers: Any) -> None:
@@ -64,7 +78,14 @@ def serve(args: argparse.Namespace) -> int:
     )
     configure_logging(settings.log_level)
 
-    ctx = open_context(settings)
+    # Bound before the data directory is opened, so that a busy port changes
+    # nothing on disk and stops the start with one clear error.
+    listener = bind_listener(settings.host, settings.port)
+    try:
+        ctx = open_context(settings)
+    except BaseException:
+        listener.close()
+        raise
     try:
         app = create_app(ctx)
         config = uvicorn.Config(
@@ -89,11 +110,41 @@ def serve(args: argparse.Namespace) -> int:
                 "issuer": settings.issuer,
             },
         )
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[listener])
     finally:
+        listener.close()
         close_context(ctx)
         log.info("server stopped")
     return 0
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind the server's TCP socket to ``host`` and ``port``.
+
+    uvicorn listens on the returned socket.  Binding it here turns a busy port
+    or a foreign address into one error instead of uvicorn's exit code 3.
+
+    Raises:
+        ListenError: the host does not resolve or the address cannot be bound.
+    """
+    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as err:
+        raise ListenError(f"cannot listen on {where}: {err.strerror}") from err
+
+    sock = socket.socket(family, kind, proto)
+    # As uvicorn does: a restart may bind while old connections are in TIME_WAIT.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        reason = _BIND_ERRORS.get(err.errno or 0, err.strerror or str(err))
+        raise ListenError(f"cannot listen on {where}: {reason}") from err
+    return sock
 
 
 def freeze_startup_heap() -> None:

@@ -43,6 +43,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "signing_alg": SIGNING_ALGS,
     "log_level": LOG_LEVELS,
 }
+# Upper limits of fields that have one: a TCP port number has 16 bits.
+_MAXIMUMS = {"port": 65535}
 # Fields that must be at least 1 (all the others: at least 0).
 _POSITIVE = {
     "port",
@@ -161,6 +163,11 @@ def _to_int(key: str, value: object, source: str) -> int:
     minimum = 1 if key in _POSITIVE else 0
     if number < minimum:
         raise _bad(key, value, source, f"expected an integer of at least {minimum}")
+    maximum = _MAXIMUMS.get(key)
+    if maximum is not None and number > maximum:
+        raise _bad(
+            key, value, source, f"expected an integer from {minimum} to {maximum}"
+        )
     return number
 
 
