@@ -146,6 +146,17 @@ class NotFoundError(OAuthError):
     status = 404
     description = "The object was not found."
 
+    @property
+    def wire_description(self) -> str:
+        """Return the hint alone when there is one, else the fixed text.
+
+        A hint names the object in the form "<Thing> '<id>' was not found.", so
+        the fixed text in front of it would repeat it.
+        """
+        if self.hint:
+            return _encodable(self.hint)
+        return self.description
+
 
 class TemporarilyUnavailableError(OAuthError):
     """The server cannot serve the request now, e.g. the audit log cannot be written."""

@@ -19,7 +19,8 @@ def test_approve_by_other_user_is_not_found(world: World) -> None:
         world.run(approve_work(dctx, request_id, user_id=world.bob.id, channel="api"))
 
     assert caught.value.status == 404
-    assert caught.value.hint == f"No approval request '{request_id}'."
+    assert caught.value.hint == f"Approval request '{request_id}' was not found."
+    assert str(caught.value) == f"Approval request '{request_id}' was not found."
 
 
 def test_approve_twice_is_rejected(world: World) -> None:
@@ -31,7 +32,7 @@ def test_approve_twice_is_rejected(world: World) -> None:
         world.run(deny_work(dctx, request_id, user_id=world.alice.id, channel="api"))
 
     assert caught.value.status == 409
-    assert caught.value.hint == f"Approval request '{request_id}' is approved."
+    assert caught.value.hint == f"Approval request '{request_id}' was already approved."
 
 
 def test_approve_expired_request_is_rejected(world: World) -> None:
@@ -42,8 +43,36 @@ def test_approve_expired_request_is_rejected(world: World) -> None:
     with pytest.raises(ApprovalDecidedError) as caught:
         world.run(approve_work(dctx, request_id, user_id=world.alice.id, channel="api"))
 
-    assert caught.value.hint == f"Approval request '{request_id}' is expired."
+    assert caught.value.hint == f"Approval request '{request_id}' has expired."
     assert world.audit.types() == ["approval.requested"]
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [
+        ("approved", "was already approved."),
+        ("issued", "was already approved."),
+        ("denied", "was already denied."),
+        ("expired", "has expired."),
+    ],
+)
+def test_decide_closed_request_hint(world: World, status: str, hint: str) -> None:
+    request_id, _ = world.make_request()
+    world.run(
+        lambda conn: CIBARequestStore(conn.engine).transition_in(
+            conn, request_id, from_status="pending", to_status=status
+        )
+    )
+    dctx = DecisionContext.from_server(world.ctx)
+
+    with pytest.raises(ApprovalDecidedError) as caught:
+        world.run(approve_work(dctx, request_id, user_id=world.alice.id, channel="cli"))
+
+    assert caught.value.hint == f"Approval request '{request_id}' {hint}"
+    assert str(caught.value) == (
+        "The authorization request has already been decided or expired. "
+        f"Approval request '{request_id}' {hint}"
+    )
 
 
 def test_list_pending_shows_only_own_open_requests(world: World) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -123,7 +125,9 @@ def test_trail_json(data_dir: Path, capsys) -> None:
 
 def test_trail_unknown_task(data_dir: Path, capsys) -> None:
     assert main(["audit", "trail", "nope", "--data-dir", str(data_dir)]) == 1
-    assert "no audit event names task 'nope'" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "agentiam: error: Task 'nope' was not found in the audit log.\n"
+    )
 
 
 def test_export_writes_json_lines(data_dir: Path, tmp_path: Path) -> None:
@@ -180,3 +184,89 @@ def test_verify_reports_deleted_node_without_repair(
     assert "audit_tree_nodes has no row for level 6 idx 0" in first_err
     assert second == 1
     assert kept == 0
+
+
+def test_export_file_is_private(data_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "audit.jsonl"
+    old_umask = os.umask(0o022)
+    try:
+        code = main(["audit", "export", str(target), "--data-dir", str(data_dir)])
+    finally:
+        os.umask(old_umask)
+
+    assert code == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_export_into_directory(data_dir: Path, tmp_path: Path, capsys) -> None:
+    code = main(["audit", "export", str(tmp_path), "--data-dir", str(data_dir)])
+
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"agentiam: error: export file '{tmp_path}' is a directory\n"
+    )
+
+
+def test_export_missing_directory(data_dir: Path, tmp_path: Path, capsys) -> None:
+    target = tmp_path / "missing" / "audit.jsonl"
+
+    code = main(["audit", "export", str(target), "--data-dir", str(data_dir)])
+
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"agentiam: error: export file '{target}' cannot be created: its directory "
+        "was not found\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("missing.jsonl", "not found"), ("", "is a directory")],
+    ids=["missing", "directory"],
+)
+def test_verify_unreadable_export(
+    data_dir: Path, tmp_path: Path, capsys, name: str, problem: str
+) -> None:
+    path = str(tmp_path / name) if name else str(tmp_path)
+
+    code = main(["audit", "verify", path, "--data-dir", str(data_dir)])
+
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"agentiam: error: export file '{path}' {problem}\n"
+    )
+
+
+def test_verify_missing_jwks_file(data_dir: Path, tmp_path: Path, capsys) -> None:
+    export = tmp_path / "audit.jsonl"
+    assert main(["audit", "export", str(export), "--data-dir", str(data_dir)]) == 0
+    capsys.readouterr()
+    jwks = tmp_path / "jwks.json"
+
+    code = main(["audit", "verify", str(export), "--jwks", str(jwks)])
+
+    assert code == 1
+    assert capsys.readouterr().err == f"agentiam: error: JWKS file '{jwks}' not found\n"
+
+
+def test_verify_missing_trusted_head_file(
+    data_dir: Path, tmp_path: Path, capsys
+) -> None:
+    head = tmp_path / "head.jws"
+
+    code = main(
+        ["audit", "verify", "--trusted-head", str(head), "--data-dir", str(data_dir)]
+    )
+
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"agentiam: error: trusted tree head file '{head}' not found\n"
+    )
+
+
+def test_verify_counts_one_head(data_dir: Path, capsys) -> None:
+    assert main(["audit", "verify", "--data-dir", str(data_dir)]) == 0
+
+    assert capsys.readouterr().out == (
+        "audit log verified: 4 events, 1 signed tree head\n"
+    )

@@ -82,7 +82,7 @@ def test_export_verify_accepts_untouched(data_dir, exported, capsys) -> None:
     path, _ = exported
     assert _verify(data_dir, path) == 0
     assert (
-        "audit log verified: 10 events, 1 signed tree heads" in capsys.readouterr().out
+        "audit log verified: 10 events, 1 signed tree head" in capsys.readouterr().out
     )
 
 
@@ -235,7 +235,7 @@ def test_export_verify_finds_forged_tail(data_dir, exported, capsys) -> None:
         assert _verify(data_dir, path, *trusted) == 1
         err = capsys.readouterr().err
         assert (
-            "failed at position 10: 1 events after seq 9 are covered by no "
+            "failed at position 10: 1 event after seq 9 is covered by no "
             "signed tree head" in err
         )
 
@@ -299,7 +299,7 @@ def test_database_verify_warns_of_unsigned_tail(data_dir, capsys) -> None:
     _record(data_dir, 3, sign=False)
     assert main(["audit", "verify", "--data-dir", str(data_dir)]) == 0
     captured = capsys.readouterr()
-    assert "audit log verified: 7 events, 1 signed tree heads" in captured.out
+    assert "audit log verified: 7 events, 1 signed tree head" in captured.out
     assert (
         "agentiam: warning: position 4: 3 events after seq 3 are covered by no "
         "signed tree head yet; 'agentiam audit sign-head' signs one now" in captured.err
@@ -339,7 +339,7 @@ LARGE_NUMBERS: list[dict[str, object]] = [
 def test_database_verify_accepts_large_numbers(data_dir, capsys) -> None:
     _record_details(data_dir, LARGE_NUMBERS)
     assert main(["audit", "verify", "--data-dir", str(data_dir)]) == 0
-    assert "audit log verified: 7 events, 1 signed tree heads" in (
+    assert "audit log verified: 7 events, 1 signed tree head" in (
         capsys.readouterr().out
     )
 
@@ -350,7 +350,7 @@ def test_export_verify_accepts_large_numbers(data_dir, tmp_path, capsys) -> None
     _export(data_dir, path)
     capsys.readouterr()
     assert _verify(data_dir, path) == 0
-    assert "audit log verified: 7 events, 1 signed tree heads" in (
+    assert "audit log verified: 7 events, 1 signed tree head" in (
         capsys.readouterr().out
     )
 
@@ -389,7 +389,7 @@ def test_export_verify_accepts_crlf_lines(data_dir, exported, capsys) -> None:
     path, _ = exported
     path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
     assert _verify(data_dir, path) == 0
-    assert "audit log verified: 10 events, 1 signed tree heads" in (
+    assert "audit log verified: 10 events, 1 signed tree head" in (
         capsys.readouterr().out
     )
 

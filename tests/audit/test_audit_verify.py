@@ -14,6 +14,7 @@ from agentiam.audit.merkle import leaf_hash
 from agentiam.audit.tables import audit_events, tree_heads
 from agentiam.audit.tree_head import sign_tree_head
 from agentiam.audit.verify import verify_log
+from agentiam.audit.verify_report import VerifyReport, uncovered_problem
 from agentiam.jose import SigningKey
 
 ISSUER = "http://127.0.0.1:8800"
@@ -228,7 +229,7 @@ def test_verify_warns_of_unsigned_tail(filled: AuditLog, keyring) -> None:
     assert report.ok, report.problems
     assert report.covered == 10
     assert [str(warning) for warning in report.warnings] == [
-        "position 10: 1 events after seq 9 are covered by no signed tree head"
+        "position 10: 1 event after seq 9 is covered by no signed tree head"
     ]
 
 
@@ -350,3 +351,22 @@ def test_verify_accepts_numbers_read_as_doubles(
     asyncio.run(run())
     report = _verify(audit_log, keyring)
     assert report.ok, report.problems
+
+
+@pytest.mark.parametrize(
+    ("events", "covered", "expected"),
+    [
+        (13, 12, "position 12: 1 event after seq 11 is covered by no signed tree head"),
+        (14, 12, "position 12: 2 events after seq 11 are covered by no signed tree "
+                 "head"),
+        (1, 0, "position 0: 1 event from seq 0 is covered by no signed tree head"),
+        (3, 0, "position 0: 3 events from seq 0 are covered by no signed tree head"),
+    ],
+    ids=["one-after", "two-after", "one-from-start", "three-from-start"],
+)  # fmt: skip
+def test_uncovered_problem_counts_events(
+    events: int, covered: int, expected: str
+) -> None:
+    problem = uncovered_problem(VerifyReport(events=events, covered=covered))
+
+    assert str(problem) == expected

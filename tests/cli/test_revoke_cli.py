@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from agentiam.api.context import close_context, open_context
 from agentiam.cli.main import main
+from agentiam.config import load_settings
 
 TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
 
@@ -45,10 +47,13 @@ def test_session_revoke_rejects_bad_sid(
 def test_grant_revoke_unknown(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    close_context(open_context(load_settings(overrides={"data_dir": tmp_path})))
     code = main(["grant", "revoke", "grt_missing", "--data-dir", str(tmp_path)])
 
     assert code == 1
-    assert "No grant has the id 'grt_missing'." in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "agentiam: error: Grant 'grt_missing' was not found.\n"
+    )
 
 
 def test_grant_list_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -117,4 +117,4 @@ def test_user_disable_unknown_login(
     data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["user", "disable", "nobody", "--data-dir", str(data_dir)]) == 1
-    assert "User 'nobody' does not exist." in capsys.readouterr().err
+    assert capsys.readouterr().err == "agentiam: error: User 'nobody' was not found.\n"

@@ -126,7 +126,7 @@ def test_validate_rejects(changes: dict[str, object], message: str) -> None:
 def test_require_unknown(identity_engine: sqlalchemy.Engine) -> None:
     with pytest.raises(UnknownAgentClassError) as info:
         AgentClassStore(identity_engine).require("ghost")
-    assert info.value.hint == "Agent class 'ghost' does not exist."
+    assert info.value.hint == "Agent class 'ghost' was not found."
 
 
 def test_keys(identity_engine: sqlalchemy.Engine, owner_id: str) -> None:
@@ -159,4 +159,4 @@ def test_key_for_unknown_class(identity_engine: sqlalchemy.Engine) -> None:
         AgentClassStore(identity_engine).add_key_in(
             conn, "ghost", kid="k", jwk={}, created_by="u", now=1.0
         )
-    assert info.value.hint == "Agent class 'ghost' does not exist."
+    assert info.value.hint == "Agent class 'ghost' was not found."

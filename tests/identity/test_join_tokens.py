@@ -89,7 +89,7 @@ def test_consume_unknown(identity_engine: sqlalchemy.Engine, class_name: str) ->
 def test_create_unknown_class(identity_engine: sqlalchemy.Engine) -> None:
     with pytest.raises(UnknownAgentClassError) as info:
         create(identity_engine, "ghost")
-    assert info.value.hint == "Agent class 'ghost' does not exist."
+    assert info.value.hint == "Agent class 'ghost' was not found."
 
 
 def test_create_bad_ttl(identity_engine: sqlalchemy.Engine, class_name: str) -> None:

@@ -328,3 +328,48 @@ async def test_spawn_rejects_unknown_grant(
     assert response.json()["error_description"] == (
         "The access token is invalid. The token's grant has expired or been revoked."
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "description"),
+    [
+        ("POST", "/v1/users/usr_nobody/disable", None,
+         "User 'usr_nobody' was not found."),
+        ("GET", "/v1/agent-classes/ghost", None, "Agent class 'ghost' was not found."),
+        ("POST", "/v1/join-tokens", {"agent_class": "ghost"},
+         "Agent class 'ghost' was not found."),
+    ],
+    ids=["disable-user", "show-class", "join-token"],
+)  # fmt: skip
+async def test_missing_object_is_not_found(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    description: str,
+) -> None:
+    headers = await admin_headers(client)
+
+    response = await client.request(method, path, json=body, headers=headers)
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "not_found", "error_description": description}
+
+
+async def test_unknown_owner_is_invalid_request(client: httpx.AsyncClient) -> None:
+    body = {
+        "name": "helper",
+        "owner": "nobody",
+        "scopes": ["tickets"],
+        "audiences": [AUDIENCE],
+    }
+
+    response = await client.post(
+        "/v1/agent-classes", json=body, headers=await admin_headers(client)
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_request",
+        "error_description": "The request is invalid. User 'nobody' was not found.",
+    }

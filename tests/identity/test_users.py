@@ -79,13 +79,13 @@ def test_disable(identity_engine: sqlalchemy.Engine) -> None:
 def test_disable_unknown(identity_engine: sqlalchemy.Engine) -> None:
     with identity_engine.begin() as conn, pytest.raises(UnknownUserError) as info:
         UserStore(identity_engine).disable_in(conn, "usr_nobody")
-    assert info.value.hint == "User 'usr_nobody' does not exist."
+    assert info.value.hint == "User 'usr_nobody' was not found."
 
 
 def test_require_by_login_unknown(identity_engine: sqlalchemy.Engine) -> None:
     with pytest.raises(UnknownUserError) as info:
         UserStore(identity_engine).require_by_login("zed")
-    assert info.value.hint == "User 'zed' does not exist."
+    assert info.value.hint == "User 'zed' was not found."
 
 
 def test_password_hash_lookup(identity_engine: sqlalchemy.Engine) -> None:

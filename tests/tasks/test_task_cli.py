@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from agentiam.api.context import close_context, open_context
 from agentiam.cli.main import main
+from agentiam.cli.task import already_closed_message
 from agentiam.config import load_settings
 from agentiam.delegation.grants import Grant, GrantStore
 from agentiam.identity.classes import AgentClass, AgentClassStore
@@ -118,3 +120,57 @@ def test_task_cli_show_unknown(
 
     assert code == 1
     assert "'tsk-none' was not found" in err
+
+
+def test_task_cli_close_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    root_id, child_id = _seed(data)
+    common = ("--data-dir", str(data))
+
+    code, out, _ = _run(capsys, "task", "close", root_id, *common, "--output", "json")
+    assert code == 0
+    first = json.loads(out)
+    assert first["already_closed"] is False
+    assert first["status"] == "closed"
+    assert first["closed_by"] == "cli"
+    closed_at = datetime.fromtimestamp(first["closed_at"], tz=UTC)
+    when = closed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    code, out, err = _run(capsys, "task", "close", root_id, *common)
+    assert code == 0
+    assert err == ""
+    assert out == f"Task '{root_id}' was already closed at {when} by cli.\n"
+
+    code, out, _ = _run(capsys, "task", "close", child_id, *common, "--output", "json")
+    assert code == 0
+    assert json.loads(out) == {
+        "id": child_id,
+        "closed": [],
+        "already_closed": True,
+        "status": "closed",
+        "closed_at": first["closed_at"],
+        "closed_by": "cli",
+    }
+
+
+def test_task_cli_close_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    _seed(data)
+
+    code, out, err = _run(capsys, "task", "close", "tsk_nope", "--data-dir", str(data))
+
+    assert code == 1
+    assert out == ""
+    assert err == "agentiam: error: Task 'tsk_nope' was not found.\n"
+
+
+def test_already_closed_message_expired() -> None:
+    result = {"id": "tsk_a", "status": "expired", "closed_at": 0.0, "closed_by": "x"}
+
+    assert already_closed_message(result) == (
+        "Task 'tsk_a' had already expired at 1970-01-01T00:00:00Z."
+    )

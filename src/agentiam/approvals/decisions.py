@@ -78,20 +78,36 @@ def _load_pending(
     # Another user's request gets the same error as a missing one, so ids of other
     # people's requests cannot be probed.
     if request is None or request.user_id != user_id:
-        raise NotFoundError(f"No approval request '{request_id}'.")
+        raise NotFoundError(f"Approval request '{request_id}' was not found.")
 
     if request.status != "pending" or request.is_expired(now):
-        raise ApprovalDecidedError(
-            f"Approval request '{request_id}' is {_shown_status(request, now)}."
-        )
+        raise ApprovalDecidedError(_decided_hint(request, request_id, now))
 
     return request
 
 
-def _shown_status(request: CIBARequest, now: float) -> str:
-    if request.status == "pending" and request.is_expired(now):
-        return "expired"
-    return request.status
+def _decided_hint(request: CIBARequest | None, request_id: str, now: float) -> str:
+    """Say in the user's words why a request can no longer be decided.
+
+    An approved request becomes ``issued`` once the agent redeems it, so both
+    statuses read as approved.
+    """
+    name = f"Approval request '{request_id}'"
+    if request is None:
+        return f"{name} was already decided."
+    if request.status in ("approved", "issued"):
+        return f"{name} was already approved."
+    if request.status == "denied":
+        return f"{name} was already denied."
+    if request.status == "expired" or request.is_expired(now):
+        return f"{name} has expired."
+    return f"{name} was already decided."
+
+
+def _changed_meanwhile(conn: Connection, request_id: str, now: float) -> str:
+    """Return the hint for a request whose status changed after it was loaded."""
+    request = CIBARequestStore(conn.engine).get_in(conn, request_id)
+    return _decided_hint(request, request_id, now)
 
 
 def approve_work(
@@ -122,7 +138,7 @@ def approve_work(
             grant_id=grant_id,
         )
         if not changed:
-            raise ApprovalDecidedError(f"Approval request '{request_id}' is decided.")
+            raise ApprovalDecidedError(_changed_meanwhile(conn, request_id, now))
 
         grant = _make_grant(dctx, request, grant_id, now)
         GrantStore(conn.engine).insert_in(conn, grant)
@@ -212,7 +228,7 @@ def deny_work(
             decided_by=user_id,
         )
         if not changed:
-            raise ApprovalDecidedError(f"Approval request '{request_id}' is decided.")
+            raise ApprovalDecidedError(_changed_meanwhile(conn, request_id, now))
 
         event = AuditEvent(
             type="approval.denied",

@@ -34,6 +34,7 @@ from agentiam.audit.verify_report import (
     Problem,
     VerifyReport,
     check_heads,
+    event_count,
     uncovered_problem,
 )
 from agentiam.jose import KeyLookup
@@ -239,7 +240,8 @@ def verify_export(
             Problem(
                 "position 0",
                 f"the export holds no verified signed tree head, so its "
-                f"{report.events} events from seq 0 are covered by none (tree "
+                f"{event_count(report.events)} from seq 0 "
+                f"{'is' if report.events == 1 else 'are'} covered by none (tree "
                 "heads dropped or forged)",
             )
         )

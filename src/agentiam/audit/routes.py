@@ -360,7 +360,7 @@ class _Handlers:
         seq = int(request.path_params["seq"])
         stored = await self._run(lambda: self.ctx.audit.get(seq))
         if stored is None:
-            raise NotFoundError(f"No audit event has seq {seq}.")
+            raise NotFoundError(f"Audit event '{seq}' was not found.")
         return JSONResponse(event_to_json(stored), headers=_NO_STORE)
 
     async def trail(self, request: Request) -> JSONResponse:
@@ -373,7 +373,9 @@ class _Handlers:
             and not result.root.events
             and not (result.root.children)
         ):
-            raise NotFoundError(f"No audit event names task '{task_id[:64]}'.")
+            raise NotFoundError(
+                f"Task '{task_id[:64]}' was not found in the audit log."
+            )
         return JSONResponse(result.to_dict(), headers=_NO_STORE)
 
     async def decisions(self, request: Request) -> JSONResponse:
@@ -411,7 +413,9 @@ class _Handlers:
         def work() -> dict[str, Any]:
             stored = audit.get(seq)
             if stored is None or seq >= size:
-                raise NotFoundError(f"No audit event {seq} in a tree of size {size}.")
+                raise NotFoundError(
+                    f"Audit event '{seq}' was not found in the tree of size {size}."
+                )
             path = audit.inclusion_proof(seq, size)
             return {
                 "seq": seq,

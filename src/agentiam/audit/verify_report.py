@@ -166,16 +166,22 @@ def uncovered_problem(report: VerifyReport) -> Problem | None:
     if report.covered >= report.events:
         return None
     count = report.events - report.covered
+    verb = "is" if count == 1 else "are"
     if report.covered == 0:
         return Problem(
             "position 0",
-            f"{count} events from seq 0 are covered by no signed tree head",
+            f"{event_count(count)} from seq 0 {verb} covered by no signed tree head",
         )
     return Problem(
         f"position {report.covered}",
-        f"{count} events after seq {report.covered - 1} are covered by no "
+        f"{event_count(count)} after seq {report.covered - 1} {verb} covered by no "
         "signed tree head",
     )
+
+
+def event_count(count: int) -> str:
+    """Return ``count`` with the noun "event", singular for one: "1 event"."""
+    return f"{count} event" if count == 1 else f"{count} events"
 
 
 def load_trusted_head(text: str, keys: KeyLookup, *, issuer: str | None) -> TreeHead:

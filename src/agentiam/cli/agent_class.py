@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agentiam.cli.context import add_common_arguments, open_cli_context
+from agentiam.cli.context import (
+    add_common_arguments,
+    add_output_argument,
+    open_cli_context,
+)
 from agentiam.cli.output import emit, error
 from agentiam.errors import AgentIAMError
 from agentiam.identity.classes import AgentClass, AgentClassStore
@@ -74,6 +78,7 @@ def register(subparsers: Any) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
+    add_output_argument(parser)
 
 
 def add_class(args: argparse.Namespace) -> int:

@@ -2,13 +2,13 @@
 
 The command acts directly on the database, as the user named by ``--user``, after
 checking that user's password. The password comes from ``--password-file``, else
-the ``AGENTIAM_PASSWORD`` environment variable, else a prompt on the terminal.
+the ``AGENTIAM_PASSWORD`` environment variable, else a prompt on the terminal, or
+standard input when it is not a terminal.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from agentiam.api.context import ServerContext, close_context, open_context
 from agentiam.approvals.decisions import DecisionContext, approve_work, deny_work
 from agentiam.approvals.store import CIBARequestStore
-from agentiam.cli.context import add_common_arguments
+from agentiam.cli.context import add_common_arguments, add_output_argument
 from agentiam.cli.output import emit
 from agentiam.cli.passwords import prompt_password, read_password_file
 from agentiam.config import Settings, load_settings
@@ -69,15 +69,20 @@ def _add_verb_arguments(parser: argparse.ArgumentParser) -> None:
         "else a prompt)",
     )
     add_common_arguments(parser)
+    add_output_argument(parser)
 
 
 def read_password(
     args: argparse.Namespace,
     *,
     environ: Mapping[str, str],
-    prompt: Callable[[str], str] = getpass.getpass,
+    prompt: Callable[[str], str] | None = None,
 ) -> str:
-    """Read the password from the file, else the environment, else a prompt."""
+    """Read the password from the file, else the environment, else a prompt.
+
+    ``prompt`` replaces the terminal prompt.  Without it, a standard input that
+    is not a terminal is read as the password, with no prompt.
+    """
     if args.password_file:
         return read_password_file(args.password_file)
 
@@ -114,7 +119,7 @@ def run(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     environ: Mapping[str, str] | None = None,
-    prompt: Callable[[str], str] = getpass.getpass,
+    prompt: Callable[[str], str] | None = None,
 ) -> int:
     """Run one ``approval`` verb and return the exit code (0 success, 1 failure)."""
     out = stdout or sys.stdout

@@ -29,12 +29,23 @@ from agentiam.audit.siem.sink import AuditSink, SinkDeliveryError
 from agentiam.audit.tables import audit_events
 from agentiam.audit.tree_head import TreeHead
 from agentiam.audit.verify import verify_log, verify_rows_for_head
-from agentiam.audit.verify_report import VerifyReport, load_trusted_head
+from agentiam.audit.verify_report import (
+    VerifyReport,
+    event_count,
+    load_trusted_head,
+)
 from agentiam.cli.context import (
     MissingDatabaseError,
     add_common_arguments,
     add_output_argument,
     open_cli_context,
+)
+from agentiam.cli.files import (
+    FileAccessError,
+    create_private_file,
+    describe_file_error,
+    open_binary_file,
+    read_text_file,
 )
 from agentiam.cli.output import emit, error
 from agentiam.jose import KeyLookup, VerificationKey
@@ -147,7 +158,7 @@ def show_trail(args: argparse.Namespace) -> int:
         result = trail(ctx.engine, args.task_id)
     empty = not result.approvals and not result.root.events
     if empty and not result.root.children:
-        error(f"no audit event names task '{args.task_id}'")
+        error(f"Task '{args.task_id}' was not found in the audit log.")
         return 1
     if _output(args) == "json":
         emit(result.to_dict(), output="json")
@@ -160,10 +171,13 @@ def verify_audit_log(args: argparse.Namespace) -> int:
     """Verify the whole log; exit 1 naming the first problem."""
 
     def progress(count: int) -> None:
-        sys.stderr.write(f"verified {count} events\n")
+        sys.stderr.write(f"verified {event_count(count)}\n")
 
     try:
         report = _run_verify(args, progress)
+    except FileAccessError as err:
+        error(str(err))
+        return 1
     except (AuditError, TreeHeadError, MissingDatabaseError, OSError) as err:
         error(f"audit log verification failed: {err}")
         return 1
@@ -183,9 +197,10 @@ def verify_audit_log(args: argparse.Namespace) -> int:
     if _output(args) == "json":
         emit(summary, output="json")
     elif report.ok:
+        heads = "head" if report.tree_heads == 1 else "heads"
         emit(
-            f"audit log verified: {report.events} events, "
-            f"{report.tree_heads} signed tree heads"
+            f"audit log verified: {event_count(report.events)}, "
+            f"{report.tree_heads} signed tree {heads}"
         )
     if report.first_problem is not None:
         error(f"audit log verification failed at {report.first_problem}")
@@ -226,7 +241,7 @@ def _verify_file(
 ) -> VerifyReport:
     trusted = _trusted_heads(args.trusted_head, keys, issuer)
     # Bytes, so that a line that is not UTF-8 is named by its own number.
-    with Path(args.file).open("rb") as lines:
+    with open_binary_file("export", args.file) as lines:
         return verify_export(
             lines, keys, issuer=issuer, progress=progress, trusted_heads=trusted
         )
@@ -240,7 +255,7 @@ def _trusted_heads(
     for value in values:
         # A compact JWS has two dots and no path separator; anything else is a file.
         is_jws = value.count(".") == 2 and "/" not in value
-        text = value if is_jws else Path(value).read_text(encoding="utf-8")
+        text = value if is_jws else read_text_file("trusted tree head", value)
         try:
             heads.append(load_trusted_head(text, keys, issuer=issuer))
         except TreeHeadError as err:
@@ -250,10 +265,11 @@ def _trusted_heads(
 
 def _jwks_lookup(path: Path) -> KeyLookup:
     """Return a key lookup over the keys of a JWKS file."""
+    text = read_text_file("JWKS", path)
     try:
         keys = {
             jwk["kid"]: VerificationKey.from_jwk(jwk)
-            for jwk in json.loads(path.read_text(encoding="utf-8"))["keys"]
+            for jwk in json.loads(text)["keys"]
         }
     except (ValueError, KeyError, TypeError) as err:
         raise AuditError(f"JWKS file {str(path)!r} is invalid: {err}") from err
@@ -266,11 +282,10 @@ def export_audit_log(args: argparse.Namespace) -> int:
         if ctx.audit.keyring is None:
             ctx.audit.keyring = ctx.keyring
         try:
-            if args.file == "-":
-                count = _EXPORTERS[args.format](ctx, sys.stdout)
-            else:
-                with Path(args.file).open("w", encoding="utf-8") as out:
-                    count = _EXPORTERS[args.format](ctx, out)
+            count = _write_export(ctx, args.format, args.file)
+        except FileAccessError as err:
+            error(str(err))
+            return 1
         except AuditError as err:
             error(f"audit export failed: {err}")
             return 1
@@ -278,6 +293,24 @@ def export_audit_log(args: argparse.Namespace) -> int:
         emit({"file": args.file, "events": count[0], "tree_heads": count[1]},
              output=_output(args))  # fmt: skip
     return 0
+
+
+def _write_export(ctx: Any, export_format: str, file: str) -> tuple[int, int]:
+    """Write the export to ``file``, or to stdout for '-'; return the counts.
+
+    Raises:
+        FileAccessError: the file cannot be created or written.
+        AuditError: the log does not verify, so no head was signed over it.
+    """
+    exporter = _EXPORTERS[export_format]
+    if file == "-":
+        return exporter(ctx, sys.stdout)
+    try:
+        with create_private_file("export", file) as out:
+            return exporter(ctx, out)
+    except OSError as err:
+        message = describe_file_error("export", file, err, writing=True)
+        raise FileAccessError(message) from err
 
 
 def _event_rows(ctx: Any, size: int | None = None) -> Iterator[Any]:

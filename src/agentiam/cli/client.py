@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agentiam.cli.context import add_common_arguments, open_cli_context
+from agentiam.cli.context import (
+    add_common_arguments,
+    add_output_argument,
+    open_cli_context,
+)
 from agentiam.cli.output import emit, error
 from agentiam.errors import AgentIAMError
 from agentiam.identity.clients import ClientStore
@@ -26,6 +30,7 @@ def register(subparsers: Any) -> None:
         help="audience the resource server serves (repeat for more)",
     )
     add_common_arguments(add)
+    add_output_argument(add)
     add.set_defaults(func=add_client)
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agentiam.cli.context import add_common_arguments, open_cli_context
+from agentiam.cli.context import (
+    add_common_arguments,
+    add_output_argument,
+    open_cli_context,
+)
 from agentiam.cli.output import emit, error
 from agentiam.errors import AgentIAMError
 from agentiam.identity.classes import AgentClassStore
@@ -30,6 +34,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     add_common_arguments(create)
+    add_output_argument(create)
     create.set_defaults(func=create_token)
 
 

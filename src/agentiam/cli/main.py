@@ -4,6 +4,10 @@ Each noun is a module ``agentiam.cli.<module>`` with ``register(subparsers)``, w
 adds its parser and sets ``func`` on each verb.  ``func(args)`` prints its result
 with ``agentiam.cli.output.emit(result, output=args.output)`` and returns the exit
 code.  Exit codes: 0 success, 1 failure, 2 usage error.
+
+Every parser accepts only full option names, and a usage error is reported by the
+parser of the deepest command given, so ``agentiam user add --bad`` prints the
+usage of ``agentiam user add``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from agentiam.cli import output
 from agentiam.errors import AgentIAMError
@@ -38,11 +43,46 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
+class CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that accepts only full option names.
+
+    ``add_subparsers`` creates parsers of the class of its parent, so every noun and
+    verb parser below a ``CommandParser`` is one too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+class MisplacedOutputAction(argparse.Action):
+    """Reject ``--output`` between a noun and its verb with a usage error.
+
+    A noun's parser receives the flag only before the verb, because the verb's
+    parser takes every argument after the verb.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        value = values if values in ("text", "json") else "json"
+        noun = parser.prog.removeprefix("agentiam ")
+        parser.error(
+            f"--output goes before the noun or after the verb, as in "
+            f"'agentiam --output {value} {noun} <verb>' or "
+            f"'agentiam {noun} <verb> --output {value}'"
+        )
+
+
 def build_parser(
     nouns: Sequence[tuple[str, str]] = NOUN_MODULES,
 ) -> argparse.ArgumentParser:
     """Build the parser with every noun module of ``nouns`` that is installed."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="agentiam", description="Identity and access management for AI agents."
     )
     parser.add_argument(
@@ -72,6 +112,50 @@ def build_parser(
                 f"CLI module {name} for noun {noun!r} has no register(subparsers)"
             )
         register(subparsers)
+
+    for noun_parser in _parsers_with_verbs(parser):
+        # SUPPRESS, so that the trap sets no value over one given before the noun.
+        noun_parser.add_argument(
+            "--output",
+            nargs="?",
+            action=MisplacedOutputAction,
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
+    return parser
+
+
+def _subparsers_action(
+    parser: argparse.ArgumentParser,
+) -> argparse._SubParsersAction[argparse.ArgumentParser] | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return None
+
+
+def _parsers_with_verbs(
+    parser: argparse.ArgumentParser,
+) -> Iterator[argparse.ArgumentParser]:
+    """Yield every parser below ``parser`` that has verbs of its own."""
+    action = _subparsers_action(parser)
+    if action is None:
+        return
+    for child in dict.fromkeys(action.choices.values()):
+        if _subparsers_action(child) is not None:
+            yield child
+        yield from _parsers_with_verbs(child)
+
+
+def _selected_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """Return the parser of the deepest noun or verb that ``args`` selected."""
+    while (action := _subparsers_action(parser)) is not None:
+        child = action.choices.get(getattr(args, action.dest, None) or "")
+        if child is None:
+            break
+        parser = child
     return parser
 
 
@@ -82,7 +166,11 @@ def main(
     """Run the command line and return its exit code."""
     parser = build_parser(nouns)
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            _selected_parser(parser, args).error(
+                f"unrecognized arguments: {' '.join(unknown)}"
+            )
     except SystemExit as exc:
         return int(exc.code or 0) if exc.code in (0, None) else EXIT_USAGE
 

@@ -1,41 +1,88 @@
-"""Reading a password for a CLI command from a file or the terminal."""
+"""Reading a password for a CLI command from a file, the terminal or standard input."""
 
 from __future__ import annotations
 
 import getpass
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
+from agentiam.cli.files import read_text_file
 from agentiam.errors import InvalidRequestError
+
+_STDIN_CLOSED = (
+    "No password given: standard input is closed. Use --password-file or "
+    "AGENTIAM_PASSWORD."
+)
 
 
 def read_password_file(path: str | Path) -> str:
     """Return the password in ``path``: one line, with or without a final newline.
 
     Raises:
-        OSError: the file cannot be read.
+        FileAccessError: the file is missing, a directory, unreadable or not UTF-8.
         InvalidRequestError: the file contains more than one line, so it is not
             clear which part is the password.
     """
-    text = Path(path).read_text(encoding="utf-8")
-    password = text.removesuffix("\n").removesuffix("\r")
-    if "\n" in password or "\r" in password:
-        raise InvalidRequestError(
-            f"Invalid password file {str(path)!r}: expected one line, the password."
-        )
-    return password
+    text = read_text_file("password", path)
+    return _one_line(text, f"Invalid password file {str(path)!r}")
 
 
-def prompt_password(text: str, prompt: Callable[[str], str] = getpass.getpass) -> str:
-    """Ask for a password on the terminal.
+def stdin_is_terminal(stdin: TextIO | None = None) -> bool:
+    """Return whether standard input is a terminal that a prompt can read."""
+    stream = sys.stdin if stdin is None else stdin
+    if stream is None:
+        return False
+    try:
+        return stream.isatty()
+    except ValueError:
+        # isatty on a closed stream raises ValueError.
+        return False
+
+
+def read_password_stdin(stdin: TextIO | None = None) -> str:
+    """Return the password piped to standard input, by the rule of a password file.
 
     Raises:
-        InvalidRequestError: standard input closed before a line was read.
+        InvalidRequestError: standard input is closed or empty, or contains more
+            than one line.
     """
+    stream = sys.stdin if stdin is None else stdin
+    text = stream.read() if stream is not None else ""
+    if not text:
+        raise InvalidRequestError(_STDIN_CLOSED)
+    return _one_line(text, "Invalid password on standard input")
+
+
+def prompt_password(text: str, prompt: Callable[[str], str] | None = None) -> str:
+    """Ask for a password on the terminal, or read it from a standard input that
+    is not one.
+
+    Without a terminal, ``getpass`` prints a ``GetPassWarning`` and reads the
+    input anyway, so it is called only when standard input is a terminal.
+
+    Args:
+        text: the prompt.
+        prompt: the function that prompts, used in place of ``getpass.getpass``
+            and the terminal check.
+
+    Raises:
+        InvalidRequestError: standard input closed before a line was read, or it
+            is not a terminal and contains more than one line.
+    """
+    if prompt is None:
+        if not stdin_is_terminal():
+            return read_password_stdin()
+        prompt = getpass.getpass
     try:
         return prompt(text)
     except EOFError:
-        raise InvalidRequestError(
-            "No password given: standard input is closed. Use --password-file or "
-            "AGENTIAM_PASSWORD."
-        ) from None
+        raise InvalidRequestError(_STDIN_CLOSED) from None
+
+
+def _one_line(text: str, problem: str) -> str:
+    password = text.removesuffix("\n").removesuffix("\r")
+    if "\n" in password or "\r" in password:
+        raise InvalidRequestError(f"{problem}: expected one line, the password.")
+    return password

@@ -12,7 +12,7 @@ from typing import Any
 
 from agentiam.cli.context import open_cli_context
 from agentiam.cli.output import emit, error
-from agentiam.errors import AgentIAMError, NotFoundError
+from agentiam.errors import AgentIAMError
 from agentiam.revocation.by_id import revoke_id_in, verify_target
 
 CLI_ACTOR = "cli"
@@ -36,9 +36,6 @@ def run_revoke(args: argparse.Namespace, kind: str, target: str) -> int:
                 return revoked.to_dict()
 
             result = ctx.writer.run_sync(work)
-    except NotFoundError:
-        error(f"No {kind} has the id {target!r}.")
-        return 1
     except AgentIAMError as err:
         error(str(err))
         return 1

@@ -7,6 +7,7 @@ access to the data directory rather than a session.
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from typing import Any
 
 from agentiam.audit import AuditEvent
@@ -17,7 +18,7 @@ from agentiam.cli.context import (
 )
 from agentiam.cli.output import emit, error
 from agentiam.errors import AgentIAMError
-from agentiam.tasks.store import CLOSED, EXPIRED, OPEN, task_store
+from agentiam.tasks.store import CLOSED, EXPIRED, OPEN, close_result, task_store
 
 LIST_COLUMNS = ("id", "status", "grant_id", "parent_id", "purpose", "expires_at")
 
@@ -87,7 +88,12 @@ def show_task(args: argparse.Namespace) -> int:
 
 
 def close_task(args: argparse.Namespace) -> int:
-    """Close a task and its subtree, and print the ids closed."""
+    """Close a task and its subtree, and print the ids closed.
+
+    A task that was already closed or expired is left as it is, and the command
+    exits 0 because the task is closed, as ``POST /v1/tasks/{id}/close`` returns
+    200.
+    """
     try:
         with open_cli_context(args) as ctx:
             now = ctx.clock()
@@ -97,21 +103,42 @@ def close_task(args: argparse.Namespace) -> int:
                 error(f"Task '{args.task_id}' was not found.")
                 return 1
 
-            def work(conn: Any) -> list[str]:
+            def work(conn: Any) -> dict[str, Any]:
                 closed = store.close_in(conn, task.id, closed_by="cli", now=now)
                 event = AuditEvent(
                     type="task.closed",
                     outcome="closed",
                     grant_id=task.grant_id,
                     task_path=list(task.path),
-                    details={"by": "cli", "closed": closed},
+                    details={
+                        "by": "cli",
+                        "closed": closed,
+                        "already_closed": not closed,
+                    },
                 )
                 ctx.audit.record_in(conn, event)
-                return closed
+                return close_result(store.get_in(conn, task.id) or task, closed)
 
-            closed = ctx.writer.run_sync(work)
+            result = ctx.writer.run_sync(work)
     except AgentIAMError as err:
         error(str(err))
         return 1
-    emit({"id": task.id, "closed": closed}, output=args.output)
+    if result["already_closed"] and args.output == "text":
+        emit(already_closed_message(result))
+    else:
+        emit(result, output=args.output)
     return 0
+
+
+def already_closed_message(result: dict[str, Any]) -> str:
+    """Return the message for a task closed before: the time and the closing actor."""
+    name = f"Task '{result['id']}'"
+    when = ""
+    if result["closed_at"] is not None:
+        when = " at " + datetime.fromtimestamp(result["closed_at"], tz=UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+    if result["status"] == EXPIRED:
+        return f"{name} had already expired{when}."
+    by = f" by {result['closed_by']}" if result["closed_by"] else ""
+    return f"{name} was already closed{when}{by}."

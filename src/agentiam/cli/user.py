@@ -6,11 +6,20 @@ import argparse
 import os
 from typing import Any
 
-from agentiam.cli.context import add_common_arguments, open_cli_context
+from agentiam.cli.context import (
+    add_common_arguments,
+    add_output_argument,
+    open_cli_context,
+)
 from agentiam.cli.output import emit, error
-from agentiam.cli.passwords import prompt_password, read_password_file
+from agentiam.cli.passwords import (
+    prompt_password,
+    read_password_file,
+    read_password_stdin,
+    stdin_is_terminal,
+)
 from agentiam.cli.revoking import CLI_ACTOR
-from agentiam.errors import AgentIAMError
+from agentiam.errors import AgentIAMError, NotFoundError
 from agentiam.identity.passwords import hash_password
 from agentiam.identity.users import UserStore, disable_user_in, validate_password
 
@@ -54,10 +63,14 @@ def register(subparsers: Any) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
+    add_output_argument(parser)
 
 
 def read_password(args: argparse.Namespace) -> str:
-    """Read the new password from --password-file, $AGENTIAM_PASSWORD or a prompt."""
+    """Read the new password from --password-file, $AGENTIAM_PASSWORD or a prompt.
+
+    When standard input is not a terminal, the password is its one line.
+    """
     if args.password_file:
         return read_password_file(args.password_file)
     # Popped, because the settings loader rejects unknown AGENTIAM_ variables and
@@ -66,6 +79,9 @@ def read_password(args: argparse.Namespace) -> str:
     if from_env:
         return from_env
 
+    if not stdin_is_terminal():
+        # A repeat catches typing errors, and input that is not typed has none.
+        return read_password_stdin()
     first = prompt_password("Password: ")
     if prompt_password("Repeat password: ") != first:
         raise ValueError("The passwords do not match.")
@@ -118,7 +134,10 @@ def disable_user(args: argparse.Namespace) -> int:
     """
     try:
         with open_cli_context(args) as ctx:
-            user = UserStore(ctx.engine).require_by_login(args.login)
+            # Not found, as POST /v1/users/{id}/disable returns for a missing id.
+            user = UserStore(ctx.engine).find_by_login(args.login)
+            if user is None:
+                raise NotFoundError(f"User '{args.login}' was not found.")
             disabled, revoked = ctx.writer.run_sync(
                 lambda conn: disable_user_in(
                     conn, ctx, user.id, disabled_by=CLI_ACTOR, now=ctx.clock()

@@ -59,7 +59,7 @@ class InstanceKey:
 def _require_class(ctx: ServerContext, name: str, error: type[Exception]) -> AgentClass:
     agent_class = AgentClassStore(ctx.engine).get(name)
     if agent_class is None:
-        raise error(f"Agent class '{name}' does not exist.")
+        raise error(f"Agent class '{name}' was not found.")
     return agent_class
 
 

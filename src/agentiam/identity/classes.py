@@ -205,7 +205,7 @@ class AgentClassStore:
         """
         agent_class = self.get(name)
         if agent_class is None:
-            raise UnknownAgentClassError(f"Agent class '{name}' does not exist.")
+            raise UnknownAgentClassError(f"Agent class '{name}' was not found.")
         return agent_class
 
     def list(self) -> builtins.list[AgentClass]:
@@ -236,7 +236,7 @@ class AgentClassStore:
             select(agent_classes.c.name).where(agent_classes.c.name == name)
         )
         if known.first() is None:
-            raise UnknownAgentClassError(f"Agent class '{name}' does not exist.")
+            raise UnknownAgentClassError(f"Agent class '{name}' was not found.")
         taken = conn.execute(
             select(class_keys.c.kid).where(
                 class_keys.c.agent_class == name, class_keys.c.kid == kid

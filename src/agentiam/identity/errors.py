@@ -1,12 +1,13 @@
 """Errors of the identity package.
 
 Validation errors are also ``InvalidRequestError`` so that the API answers them as a
-400 ``invalid_request`` whose description names the bad value.
+400 ``invalid_request`` whose description names the bad value.  A missing agent
+class is a ``NotFoundError``, returned as 404 ``not_found``.
 """
 
 from __future__ import annotations
 
-from agentiam.errors import AgentIAMError, InvalidRequestError
+from agentiam.errors import AgentIAMError, InvalidRequestError, NotFoundError
 
 
 class IdentityError(AgentIAMError):
@@ -25,8 +26,12 @@ class InvalidAgentClassError(IdentityError, InvalidRequestError):
     """An agent class field is invalid, or the name is already taken."""
 
 
-class UnknownAgentClassError(IdentityError, InvalidRequestError):
-    """No agent class has this name."""
+class UnknownAgentClassError(IdentityError, NotFoundError):
+    """No agent class has this name.
+
+    A not-found error, because the routes that name a class return 404 for a
+    missing one.
+    """
 
 
 class InvalidClientRegistrationError(IdentityError, InvalidRequestError):

@@ -53,7 +53,7 @@ def create_join_token_in(
         select(agent_classes.c.name).where(agent_classes.c.name == agent_class)
     )
     if known.first() is None:
-        raise UnknownAgentClassError(f"Agent class '{agent_class}' does not exist.")
+        raise UnknownAgentClassError(f"Agent class '{agent_class}' was not found.")
 
     token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = now + ttl

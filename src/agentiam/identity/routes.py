@@ -320,7 +320,7 @@ async def disable_user(request: Request, ctx: ServerContext) -> Response:
     session = await require_admin(request, ctx)
     user_id = request.path_params["id"]
     if UserStore(ctx.engine).get(user_id) is None:
-        raise NotFoundError()
+        raise NotFoundError(f"User '{user_id[:64]}' was not found.")
 
     def work(conn: Connection) -> Any:
         user, _ = disable_user_in(
@@ -396,7 +396,7 @@ async def get_agent_class(request: Request, ctx: ServerContext) -> Response:
     name = request.path_params["name"]
     agent_class = store.get(name)
     if agent_class is None:
-        raise NotFoundError()
+        raise NotFoundError(f"Agent class '{name[:64]}' was not found.")
 
     return JSONResponse({**agent_class.to_dict(), "keys": store.keys(name)})
 
@@ -414,7 +414,7 @@ async def add_class_key(request: Request, ctx: ServerContext) -> Response:
     store = AgentClassStore(ctx.engine)
     name = request.path_params["name"]
     if store.get(name) is None:
-        raise NotFoundError()
+        raise NotFoundError(f"Agent class '{name[:64]}' was not found.")
 
     body = await read_json_object(
         request, ctx, members=schemas.NEW_CLASS_KEY["properties"]
@@ -457,7 +457,7 @@ async def create_join_token(request: Request, ctx: ServerContext) -> Response:
     # One answer for a class that does not exist and one the caller may not use.
     agent_class = AgentClassStore(ctx.engine).get(name)
     if agent_class is None or not (session.admin or agent_class.owner == session.sub):
-        raise NotFoundError()
+        raise NotFoundError(f"Agent class '{name[:64]}' was not found.")
 
     issued = await ctx.writer.submit(
         partial(

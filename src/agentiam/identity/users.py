@@ -142,7 +142,7 @@ class UserStore:
         conn.execute(update(users).where(users.c.id == user_id).values(disabled=True))
         row = conn.execute(select(users).where(users.c.id == user_id)).first()
         if row is None:
-            raise UnknownUserError(f"User '{user_id}' does not exist.")
+            raise UnknownUserError(f"User '{user_id}' was not found.")
         return _to_user(row)
 
     def get(self, user_id: str) -> User | None:
@@ -165,7 +165,7 @@ class UserStore:
         """
         user = self.find_by_login(login)
         if user is None:
-            raise UnknownUserError(f"User '{login}' does not exist.")
+            raise UnknownUserError(f"User '{login}' was not found.")
         return user
 
     def password_hash(self, login: str) -> tuple[User, str] | None:

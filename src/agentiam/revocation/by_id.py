@@ -182,7 +182,7 @@ def _revoke_grant_in(
     store = GrantStore(ctx.engine)
     grant = store.get_in(conn, grant_id)
     if grant is None:
-        raise NotFoundError()
+        raise NotFoundError(f"Grant '{grant_id[:64]}' was not found.")
 
     changed = store.revoke_in(conn, grant_id, now=now)
     return {
@@ -199,7 +199,7 @@ def _close_task_in(
     store = task_store(ctx.engine, ctx.revocations)
     task = store.get_in(conn, task_id)
     if task is None:
-        raise NotFoundError()
+        raise NotFoundError(f"Task '{task_id[:64]}' was not found.")
 
     closed = store.close_in(conn, task_id, closed_by=revoked_by, now=now)
     return {

@@ -25,7 +25,7 @@ from agentiam.errors import (
 from agentiam.identity.authn import require_delegate, require_session
 from agentiam.identity.json_body import read_json_object
 from agentiam.scope import split_scope
-from agentiam.tasks.store import MAX_PURPOSE_LENGTH, Task, task_store
+from agentiam.tasks.store import MAX_PURPOSE_LENGTH, Task, close_result, task_store
 
 if TYPE_CHECKING:
     from agentiam.api.context import ServerContext
@@ -94,14 +94,23 @@ async def close_task(request: Request, ctx: ServerContext) -> Response:
     grant = delegation_cache(ctx.engine).grant(task.grant_id, ctx.revocations)
     human = grant.user_id if grant is not None else None
 
-    def work(conn: Connection) -> list[str]:
+    def work(conn: Connection) -> dict[str, Any]:
         closed = store.close_in(conn, task.id, closed_by=closed_by, now=now)
-        event = _event("task.closed", "closed", task, human, closed_by, None)
+        event = _event(
+            "task.closed",
+            "closed",
+            task,
+            human,
+            closed_by,
+            None,
+            already_closed=not closed,
+        )
         ctx.audit.record_in(conn, event)
-        return closed
+        return close_result(store.get_in(conn, task.id) or task, closed)
 
-    closed = await ctx.writer.submit(work)
-    return JSONResponse({"id": task.id, "closed": closed})
+    # Closing a closed task succeeds, because the end state is the one requested,
+    # and "already_closed" with "closed_at" gives the time of the earlier close.
+    return JSONResponse(await ctx.writer.submit(work))
 
 
 async def get_task(request: Request, ctx: ServerContext) -> Response:
@@ -121,24 +130,25 @@ async def _authorized_task(
     task. The grant's human and an admin see every task of the grant.
     """
     store = task_store(ctx.engine, ctx.revocations)
+    missing = f"Task '{task_id[:64]}' was not found."
     scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
     if scheme == "dpop":
         caller = await require_delegate(request, ctx)
         own = caller.claims.task.id if caller.claims.task is not None else None
         task = store.get(task_id) if own is not None else None
         if task is None or own not in task.path:
-            raise NotFoundError()
+            raise NotFoundError(missing)
         return task, caller.spiffe_id
 
     session = await require_session(request, ctx)
     task = store.get(task_id)
     if task is None:
-        raise NotFoundError()
+        raise NotFoundError(missing)
     if session.admin:
         return task, session.sub
     grant = delegation_cache(ctx.engine).grant(task.grant_id, ctx.revocations)
     if grant is None or grant.user_id != session.sub:
-        raise NotFoundError()
+        raise NotFoundError(missing)
     return task, session.sub
 
 
@@ -192,6 +202,7 @@ def _event(
     human: str | None,
     actor: str,
     receipt_hash: str | None,
+    **details: Any,
 ) -> AuditEvent:
     return AuditEvent(
         type=kind,
@@ -202,7 +213,7 @@ def _event(
         grant_id=task.grant_id,
         actors=[actor] if actor.startswith("spiffe://") else [],
         task_path=list(task.path),
-        details={"by": actor, "purpose": task.purpose[:512]},
+        details={"by": actor, "purpose": task.purpose[:512], **details},
     )
 
 

@@ -85,6 +85,25 @@ class Task:
         }
 
 
+def close_result(task: Task, closed: Sequence[str]) -> dict[str, Any]:
+    """Return the JSON shape of a close for ``POST /v1/tasks/{id}/close`` and the CLI.
+
+    Args:
+        task: the task as stored after the close, so that ``closed_at`` and
+            ``closed_by`` are those of the close that ended it.
+        closed: the ids that this close changed from open to closed; none when
+            the task was already closed or expired.
+    """
+    return {
+        "id": task.id,
+        "closed": list(closed),
+        "already_closed": not closed,
+        "status": task.status,
+        "closed_at": task.closed_at,
+        "closed_by": task.closed_by,
+    }
+
+
 def new_task_id(random: bytes | None = None) -> str:
     """Return a new random task id, from ``random`` (16 bytes) when given.
 
@@ -273,8 +292,9 @@ class TaskStore:
         """Close the task and its open descendants; return the ids closed.
 
         One ``task`` entry for ``task_id`` goes into the revocation set, which kills
-        every token of the subtree because tokens carry their task path. An already
-        closed task returns an empty list.
+        every token of the subtree because tokens carry their task path. A task
+        already closed or expired returns an empty list and keeps its
+        ``closed_at`` and ``closed_by``.
 
         Raises:
             TaskNotOpenError: no task has this id.
