@@ -4,7 +4,9 @@ import json
 
 import pytest
 
+from agentiam.api.context import close_context, open_context
 from agentiam.cli.main import main
+from agentiam.config import load_settings
 
 NOUNS = (("key", "key"),)
 KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
@@ -15,6 +17,12 @@ def kek(monkeypatch):
     monkeypatch.setenv("AGENTIAM_KEK", KEK)
 
 
+def create_data_dir(path):
+    """Create the data directory and its database, as a first start does."""
+    close_context(open_context(load_settings(overrides={"data_dir": path})))
+    return str(path)
+
+
 def run(capsys, *argv):
     code = main(list(argv), nouns=NOUNS)
     out, err = capsys.readouterr()
@@ -22,7 +30,7 @@ def run(capsys, *argv):
 
 
 def test_key_list_then_rotate(tmp_path, capsys):
-    data = str(tmp_path / "data")
+    data = create_data_dir(tmp_path / "data")
     code, out, _ = run(capsys, "--output", "json", "key", "list", "--data-dir", data)
     assert code == 0
     [first] = json.loads(out)
@@ -57,7 +65,7 @@ def test_bad_config_exit_1(tmp_path, capsys, monkeypatch):
 
 
 def test_wrong_kek_exit_1(tmp_path, capsys, monkeypatch):
-    data = str(tmp_path / "data")
+    data = create_data_dir(tmp_path / "data")
     assert run(capsys, "key", "list", "--data-dir", data)[0] == 0
     monkeypatch.setenv("AGENTIAM_KEK", "b" * 43)
     code, _, err = run(capsys, "key", "list", "--data-dir", data)

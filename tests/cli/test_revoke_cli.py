@@ -19,6 +19,12 @@ def _kek(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
 
 
+@pytest.fixture(autouse=True)
+def _database(_kek: None, tmp_path: Path) -> None:
+    """Create the data directory in ``tmp_path``, which these commands require."""
+    close_context(open_context(load_settings(overrides={"data_dir": tmp_path})))
+
+
 def test_agent_revoke_prints_entry(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -47,7 +53,6 @@ def test_session_revoke_rejects_bad_sid(
 def test_grant_revoke_unknown(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    close_context(open_context(load_settings(overrides={"data_dir": tmp_path})))
     code = main(["grant", "revoke", "grt_missing", "--data-dir", str(tmp_path)])
 
     assert code == 1

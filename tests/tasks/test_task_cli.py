@@ -116,6 +116,7 @@ def test_task_cli_list_show_close(
 def test_task_cli_show_unknown(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    _seed(tmp_path)
     code, _, err = _run(capsys, "task", "show", "tsk-none", "--data-dir", str(tmp_path))
 
     assert code == 1

@@ -17,7 +17,11 @@ from typing import Any, TextIO
 from agentiam.api.context import ServerContext, close_context, open_context
 from agentiam.approvals.decisions import DecisionContext, approve_work, deny_work
 from agentiam.approvals.store import CIBARequestStore
-from agentiam.cli.context import add_common_arguments, add_output_argument
+from agentiam.cli.context import (
+    add_common_arguments,
+    add_output_argument,
+    require_database,
+)
 from agentiam.cli.output import emit
 from agentiam.cli.passwords import prompt_password, read_password_file
 from agentiam.config import Settings, load_settings
@@ -130,7 +134,9 @@ def run(
         password = read_password(
             args, environ=os.environ if environ is None else environ, prompt=prompt
         )
-        ctx = open_context(_settings(args))
+        settings = _settings(args)
+        require_database(settings)
+        ctx = open_context(settings)
         try:
             user = authenticate_user(ctx, args.user, password)
             result = _run_verb(ctx, args, user)

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 
 from agentiam.api.context import ServerContext, close_context, open_context
 from agentiam.config import Settings, load_settings
+from agentiam.errors import AgentIAMError
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,8 +59,26 @@ def settings_from_args(
     return load_settings(config_file=getattr(args, "config", None), overrides=flags)
 
 
-class MissingDatabaseError(Exception):
-    """The SQLite database that a read-only command would check does not exist."""
+# The verbs that may create the data directory and its database.  Every other
+# command, such as a list, a revocation or an audit check, needs an existing one.
+CREATING_VERBS = frozenset({"add", "create"})
+
+
+class MissingDatabaseError(AgentIAMError):
+    """The SQLite database that a command needs does not exist."""
+
+
+def require_database(settings: Settings) -> None:
+    """Raise ``MissingDatabaseError`` when the SQLite database does not exist.
+
+    Another database, such as PostgreSQL, is left to the connection to check.
+    """
+    database = settings.sqlite_path
+    if database is not None and not database.is_file():
+        raise MissingDatabaseError(
+            f"database file {str(database)!r} does not exist; check --data-dir "
+            "or --database-url"
+        )
 
 
 @contextlib.contextmanager
@@ -67,21 +86,20 @@ def open_cli_context(
     args: argparse.Namespace,
     *,
     rebuild_audit_nodes: bool = True,
-    require_existing: bool = False,
+    require_existing: bool | None = None,
 ) -> Iterator[ServerContext]:
     """Open a ``ServerContext`` for one CLI command and close it afterwards.
 
     With ``require_existing``, a SQLite database that does not exist raises
     ``MissingDatabaseError`` instead of being created empty, so a mistyped
-    ``--data-dir`` cannot pass as an empty log.
+    ``--data-dir`` cannot pass for an empty one.  By default only the verbs in
+    ``CREATING_VERBS`` may create it.
     """
+    if require_existing is None:
+        require_existing = getattr(args, "verb", None) not in CREATING_VERBS
     settings = settings_from_args(args)
-    database = settings.sqlite_path
-    if require_existing and database is not None and not database.is_file():
-        raise MissingDatabaseError(
-            f"database file {str(database)!r} does not exist; check --data-dir "
-            "or --database-url"
-        )
+    if require_existing:
+        require_database(settings)
 
     ctx = open_context(settings, rebuild_audit_nodes=rebuild_audit_nodes)
     try:

@@ -1,0 +1,79 @@
+"""Commands that read or change a data directory refuse one that does not exist.
+
+Otherwise a mistyped ``--data-dir`` would create an empty directory, in which a
+list prints nothing, ``key list`` shows a new key and ``audit trail`` finds no
+event.  Only the verbs that add something may create the directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentiam.cli.main import main
+
+TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
+
+
+@pytest.fixture(autouse=True)
+def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
+    # The approval verbs read a password before they open the data directory.
+    monkeypatch.setenv("AGENTIAM_PASSWORD", "a long enough password")
+    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["user", "list"],
+        ["user", "disable", "alice"],
+        ["agent-class", "list"],
+        ["agent-class", "show", "support-bot"],
+        ["task", "list"],
+        ["task", "close", "tsk_x"],
+        ["grant", "list"],
+        ["grant", "revoke", "grt_x"],
+        ["agent", "revoke", "spiffe://agentiam.local/agent/worker/i-1"],
+        ["session", "revoke", "sid-0001"],
+        ["key", "list"],
+        ["key", "rotate"],
+        ["approval", "list", "--user", "alice"],
+        ["audit", "trail", "tsk_x"],
+        ["audit", "export", "out.jsonl"],
+        ["audit", "sign-head"],
+    ],
+    ids=lambda command: "-".join(command[:2]),
+)
+def test_command_rejects_missing_data_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    missing = tmp_path / "agentiam-dta"
+
+    code = main([*command, "--data-dir", str(missing)])
+
+    assert code == 1
+    assert capsys.readouterr().err.endswith(
+        f"database file '{missing / 'agentiam.db'}' does not exist; check "
+        "--data-dir or --database-url\n"
+    )
+    assert not missing.exists()
+
+
+def test_add_creates_data_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "fresh"
+    password = tmp_path / "password.txt"
+    password.write_text("a long enough password\n")
+
+    argv = ["user", "add", "alice", "--password-file", str(password)]
+
+    code = main([*argv, "--data-dir", str(data_dir)])
+
+    assert code == 0, capsys.readouterr().err
+    assert (data_dir / "agentiam.db").is_file()
+    assert main(["user", "list", "--data-dir", str(data_dir)]) == 0
+    assert "alice" in capsys.readouterr().out
