@@ -142,6 +142,10 @@ def test_exchange_rejects_other_audience(world: World) -> None:
     )
 
     assert err.error == "invalid_target"
+    assert err.wire_description == (
+        "The requested audience is not allowed. Audiences 'https://evil' are not "
+        "in the parent token."
+    )
 
 
 def test_exchange_rejects_other_resource(world: World) -> None:
@@ -166,7 +170,10 @@ def test_exchange_rejects_longer_lifetime(world: World) -> None:
     )
 
     assert err.error == "invalid_request"
-    assert "requested_expiry" in err.wire_description
+    assert err.wire_description == (
+        "The request is invalid. The requested_expiry of 600 seconds ends after "
+        "the parent token, which expires in 120 seconds."
+    )
 
 
 def test_exchange_rejects_malformed_expiry(world: World) -> None:
@@ -208,7 +215,10 @@ def test_exchange_rejects_depth_over_limit(world: World) -> None:
     err = _error(world, second, grandchild, scope="refunds")
 
     assert err.error == "invalid_grant"
-    assert "depth 3" in err.wire_description
+    assert err.wire_description == (
+        "The grant or token presented is invalid. The delegation depth 3 exceeds "
+        "the grant's maximum of 2."
+    )
 
 
 def test_exchange_rejects_class_not_spawnable(world: World) -> None:
@@ -217,7 +227,10 @@ def test_exchange_rejects_class_not_spawnable(world: World) -> None:
     err = _error(world, world.root_token(), rogue, scope="refunds")
 
     assert err.error == "unauthorized_client"
-    assert ROGUE in err.wire_description
+    assert err.wire_description == (
+        "The client is not allowed to make this request. Agent class "
+        f"'{ORCHESTRATOR}' may not spawn '{ROGUE}'."
+    )
 
 
 def test_exchange_rejects_actor_of_other_parent(world: World) -> None:
@@ -226,6 +239,10 @@ def test_exchange_rejects_actor_of_other_parent(world: World) -> None:
     err = _error(world, world.root_token(), stranger, scope="refunds")
 
     assert err.error == "unauthorized_client"
+    assert err.wire_description == (
+        "The client is not allowed to make this request. The actor is not a "
+        "sub-agent of the subject token's client."
+    )
 
 
 def test_exchange_rejects_proof_of_other_key(world: World) -> None:
@@ -256,7 +273,10 @@ def test_exchange_rejects_revoked_parent(world: World) -> None:
     err = _error(world, subject, worker, scope="refunds")
 
     assert err.error == "invalid_grant"
-    assert "revoked" in err.wire_description
+    assert err.wire_description == (
+        "The grant or token presented is invalid. The subject_token has been revoked."
+    )
+    assert world.audit.events[-1].reason == f"subject_token revoked by '{jti}'"
 
 
 def test_exchange_rejects_revoked_grant(world: World) -> None:
@@ -284,6 +304,12 @@ def test_exchange_rejects_closed_task(world: World) -> None:
     err = _error(world, world.root_token(), worker, scope="refunds")
 
     assert err.error == "invalid_grant"
+    assert err.wire_description == (
+        "The grant or token presented is invalid. The subject_token has been revoked."
+    )
+    assert world.audit.events[-1].reason == (
+        f"subject_token revoked by '{world.root_task.id}'"
+    )
 
 
 def _worker_token(world: World) -> tuple[str, object]:
@@ -389,6 +415,9 @@ def test_reexchange_rejects_dropped_act(world: World) -> None:
     err = _error(world, subject, world.orchestrator, scope="tickets")
 
     assert err.error == "invalid_grant"
+    assert err.wire_description == (
+        "The grant or token presented is invalid. The subject_token is invalid."
+    )
 
 
 def test_self_exchange_rejects_longer_lifetime(world: World) -> None:
@@ -397,6 +426,10 @@ def test_self_exchange_rejects_longer_lifetime(world: World) -> None:
     err = _error(world, subject, world.orchestrator, requested_expiry="240")
 
     assert err.error == "invalid_request"
+    assert err.wire_description == (
+        "The request is invalid. The requested_expiry of 240 seconds ends after "
+        "the parent token, which expires in 60 seconds."
+    )
 
 
 def test_exchange_joins_named_task(world: World) -> None:

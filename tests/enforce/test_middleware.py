@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
+from typing import Any
 
 import pytest
-from enforce_fakes import AUDIENCE, ORCHESTRATOR, WORKER, World, starlette_app
+from enforce_fakes import (
+    AUDIENCE,
+    ISSUER,
+    ORCHESTRATOR,
+    WORKER,
+    World,
+    starlette_app,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agentiam.jose import SigningKey
+from agentiam.jose import SigningKey, sign_jws
+from agentiam.jose._base64url import b64url_decode, b64url_encode
+from agentiam.jose.jws import sign_bytes, sign_jws_with_header
 
 pytestmark = pytest.mark.anyio
 
@@ -431,3 +444,184 @@ async def test_app_error_recorded_as_allow_with_error_outcome() -> None:
     }
     assert later["decision"] == "allow"
     assert "outcome" not in later
+
+
+def _part(value: object) -> str:
+    return b64url_encode(json.dumps(value).encode())
+
+
+def _signed_raw(world: World, header: str, payload: str) -> str:
+    signing_input = (
+        f"{b64url_encode(header.encode())}.{b64url_encode(payload.encode())}"
+    )
+    signature = b64url_encode(sign_bytes(world.issuer.key, signing_input.encode()))
+    return f"{signing_input}.{signature}"
+
+
+def _claims(world: World, **changes: object) -> dict:
+    # The claims of World.token, read back from a token it signs.
+    payload = world.token(**changes).split(".")[1]
+    return json.loads(b64url_decode(payload) or b"")
+
+
+def _alg_none(world: World) -> str:
+    header = _part({"alg": "none", "kid": "k1", "typ": "at+jwt"})
+    return f"{header}.{_part(_claims(world))}."
+
+
+def _hs256_with_public_key(world: World) -> str:
+    secret = json.dumps(world.issuer.key.verification_key().to_jwk()).encode()
+    signing_input = f"{_part({'alg': 'HS256', 'kid': 'k1', 'typ': 'at+jwt'})}."
+    signing_input += _part(_claims(world))
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url_encode(mac)}"
+
+
+def _with_header(world: World, **members: object) -> str:
+    header = {"kid": "k1", "typ": "at+jwt", **members}
+    return sign_jws_with_header(_claims(world), world.issuer.key, header)
+
+
+def _svid(world: World) -> str:
+    now = int(world.clock.now)
+    claims = {
+        "ver": 1,
+        "iss": ISSUER,
+        "aud": [ISSUER],
+        "sub": WORKER,
+        "iat": now,
+        "exp": now + 300,
+        "jti": "svid-1",
+        "cnf": {"jkt": world.agent_key.thumbprint()},
+    }
+    return sign_jws(claims, world.issuer.key, typ="JWT")
+
+
+def _changed_payload(world: World) -> str:
+    header, _, signature = world.token().split(".")
+    return (
+        f"{header}.{_part(_claims(world, scope='tickets refunds admin'))}.{signature}"
+    )
+
+
+def _not_base64url(world: World) -> str:
+    header, payload, signature = world.token().split(".")
+    return f"{header}.{payload[:8]}*{payload[9:]}.{signature}"
+
+
+def _duplicate_claim(world: World) -> str:
+    payload = json.dumps(_claims(world))[:-1] + ', "sub": "mallory"}'
+    return _signed_raw(world, '{"alg":"ES256","kid":"k1","typ":"at+jwt"}', payload)
+
+
+def _nested_act(depth: int) -> dict:
+    act: dict = {"sub": WORKER}
+    for _ in range(depth - 1):
+        act = {"sub": WORKER, "act": act}
+    return act
+
+
+NOW = 1_800_000_000
+BAD_TOKENS = [
+    ("alg-none", _alg_none, "JWS algorithm 'none' is not allowed"),
+    ("hs256", _hs256_with_public_key, "JWS algorithm 'HS256' is not allowed"),
+    (
+        "unknown-kid",
+        lambda w: w.token(key=SigningKey.generate("ES256", kid="k9")),
+        "JWS kid 'k9' is not a known key",
+    ),
+    (
+        "jwk",
+        lambda w: _with_header(w, jwk=w.agent_key.verification_key().to_jwk()),
+        "JWS header member 'jwk' is not allowed",
+    ),
+    (
+        "jku",
+        lambda w: _with_header(w, jku="https://attacker.test/jwks"),
+        "JWS header member 'jku' is not allowed",
+    ),
+    (
+        "x5u",
+        lambda w: _with_header(w, x5u="https://attacker.test/cert.pem"),
+        "JWS header member 'x5u' is not allowed",
+    ),
+    (
+        "crit",
+        lambda w: _with_header(w, crit=["urn:example:unknown"]),
+        "JWS header member 'crit' is not allowed",
+    ),
+    (
+        "id-token-typ",
+        lambda w: sign_jws(_claims(w), w.issuer.key, typ="JWT"),
+        "JWS typ 'JWT' is not the expected 'at+jwt'",
+    ),
+    ("svid", _svid, "JWS typ 'JWT' is not the expected 'at+jwt'"),
+    (
+        "expired",
+        lambda w: w.token(exp=NOW - 31),
+        f"Token expired at {NOW - 31}, now is {NOW} (leeway 30 s)",
+    ),
+    (
+        "not-yet-valid",
+        lambda w: w.token(nbf=NOW + 31),
+        f"Token is not valid before {NOW + 31}, now is {NOW} (leeway 30 s)",
+    ),
+    (
+        "iat-in-future",
+        lambda w: w.token(iat=NOW + 31),
+        f"Token iat {NOW + 31} is in the future, now is {NOW} (leeway 30 s)",
+    ),
+    (
+        "wrong-iss",
+        lambda w: w.token(iss="http://evil.test"),
+        f"Token iss 'http://evil.test' is not the expected {ISSUER!r}",
+    ),
+    (
+        "wrong-aud",
+        lambda w: w.token(aud=["https://elsewhere.test"]),
+        f"Token aud ['https://elsewhere.test'] does not contain {AUDIENCE!r}",
+    ),
+    ("changed-payload", _changed_payload, "JWS signature is invalid for kid 'k1'"),
+    (
+        "truncated",
+        lambda w: w.token().rsplit(".", 1)[0],
+        "JWS must have 3 parts, found 2",
+    ),
+    ("not-base64url", _not_base64url, "JWS payload is not unpadded base64url"),
+    (
+        "jwe",
+        lambda w: f"{_part({'alg': 'dir', 'enc': 'A256GCM'})}..aXY.Y2lwaGVy.dGFn",
+        "JWE is not accepted, only compact JWS",
+    ),
+    ("duplicate-claim", _duplicate_claim, "JSON member 'sub' is duplicated"),
+    (
+        "deep-act",
+        lambda w: w.token(act=_nested_act(17), depth=17),
+        "Token claim 'act' is nested deeper than 16 levels",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [case[1:] for case in BAD_TOKENS],
+    ids=[case[0] for case in BAD_TOKENS],
+)
+async def test_bad_token_rejected(world: World, make: Any, reason: str) -> None:
+    assert world.clock.now == NOW
+    response = await world.call("GET", "/tickets/T-1", make(world))
+
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "invalid_token",
+        "error_description": "The access token is invalid.",
+    }
+    assert challenge(response) == (
+        f'DPoP realm="{AUDIENCE}", error="invalid_token", '
+        'error_description="The access token is invalid.", algs="ES256 EdDSA"'
+    )
+    await world.middleware.decisions.flush()
+    decision = world.issuer.batches[-1]["decisions"][-1]
+    assert decision["decision"] == "deny"
+    assert decision["status"] == 401
+    assert decision["reason"] == reason

@@ -239,7 +239,10 @@ def test_ciba_deny(live_server: str, seeded: None) -> None:
 
     response = poll(live_server, key, auth_req_id)
     assert response.status_code == 400
-    assert response.json()["error"] == "access_denied"
+    assert response.json() == {
+        "error": "access_denied",
+        "error_description": "The user denied the authorization request.",
+    }
 
 
 def test_ciba_slow_down(live_server: str, seeded: None) -> None:
@@ -251,7 +254,44 @@ def test_ciba_slow_down(live_server: str, seeded: None) -> None:
 
     assert first.json()["error"] == "authorization_pending"
     assert second.status_code == 400
-    assert second.json()["error"] == "slow_down"
+    assert second.json() == {
+        "error": "slow_down",
+        "error_description": "The client polled too fast; the interval was "
+        "increased by 5 s.",
+    }
+
+
+@pytest.mark.parametrize("live_server_env", [{"AGENTIAM_CIBA_EXPIRES_IN": "1"}])
+def test_ciba_expired(live_server: str, seeded: None) -> None:
+    key, svid = attest(live_server)
+    created = bc_authorize(live_server, key, svid)
+    assert created.json()["expires_in"] == 1
+    time.sleep(1.2)
+
+    response = poll(live_server, key, created.json()["auth_req_id"])
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "expired_token",
+        "error_description": "The auth_req_id has expired.",
+    }
+    assert pending_ids(live_server) == []
+
+
+def test_ciba_unknown_user(
+    live_server: str, seeded: None, server_ctx: ServerContext
+) -> None:
+    key, svid = attest(live_server)
+
+    response = bc_authorize(live_server, key, svid, login_hint="nobody")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "unknown_user_id",
+        "error_description": "The login_hint does not name a known user.",
+    }
+    assert audit_rows(server_ctx)[-1] == ("approval.requested", "deny")
+    assert pending_ids(live_server) == []
 
 
 def test_ciba_other_key_cannot_poll(live_server: str, seeded: None) -> None:
@@ -325,6 +365,56 @@ def test_bc_authorize_checks_repeated_parameters(
 
     assert response.status_code == 400, response.text
     assert response.json()["error"] == error
+    assert pending_ids(live_server) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "hint"),
+    [
+        (
+            b"login_hint=alice&login_hint=bob&scope=tickets",
+            "The parameter 'login_hint' is repeated.",
+        ),
+        (b"login_hint=\xff&scope=tickets", "The request body is not valid UTF-8."),
+        (b"login_hint=%FF&scope=tickets", "A form parameter is not valid UTF-8."),
+        (
+            b"login_hint=alice&scope=" + b"a" * 65536,
+            "The request body exceeds 65536 bytes.",
+        ),
+    ],
+    ids=["repeated", "raw-not-utf8", "escape-not-utf8", "oversized"],
+)
+def test_bc_authorize_rejects_bad_body(
+    live_server: str,
+    seeded: None,
+    server_ctx: ServerContext,
+    body: bytes,
+    hint: str,
+) -> None:
+    key, svid = attest(live_server)
+    rows = audit_rows(server_ctx)
+    url = f"{live_server}/bc-authorize"
+    proof = create_dpop_proof(
+        key, htm="POST", htu=url, now=time.time(), access_token=svid
+    )
+
+    response = httpx.post(
+        url,
+        content=body,
+        headers={
+            "Authorization": f"DPoP {svid}",
+            "DPoP": proof,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_request",
+        "error_description": f"The request is invalid. {hint}",
+    }
+    # The refusal is audited, and nothing else is written.
+    assert audit_rows(server_ctx) == [*rows, ("approval.requested", "deny")]
     assert pending_ids(live_server) == []
 
 

@@ -96,3 +96,51 @@ def test_enforce_http_app_error_does_not_block_decisions(seeded: Seeded) -> None
         ("/tickets/T-3", "allow", "granted", "rule and scopes satisfied"),
     ]
     assert [e.event.request["status"] for e in events] == [200, 500, 200, 200]
+
+
+def test_enforce_http_rejects_revoked_ancestor(seeded: Seeded) -> None:
+    root = seeded.root_token()
+    key, svid = seeded.worker()
+    issued = seeded.exchange(root, key, svid, scope="tickets")
+    assert issued.status_code == 200
+    token = issued.json()["access_token"]
+    root_jti = seeded.introspect(root)["jti"]
+    middleware = protected(seeded)
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=middleware)
+        async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as api:
+            proof = create_dpop_proof(
+                key,
+                htm="GET",
+                htu=f"{ORIGIN}/tickets/T-1",
+                now=time.time(),
+                access_token=token,
+            )
+            headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+            return await api.get("/tickets/T-1", headers=headers)
+
+    async def run() -> list[httpx.Response]:
+        before = await call()
+        revoked = httpx.post(
+            f"{seeded.base_url}/revoke",
+            data={"token": root},
+            auth=(seeded.client_id, seeded.client_secret),
+        )
+        assert revoked.status_code == 200
+        await middleware.revocations.poll()
+        after = await call()
+        await middleware.aclose()
+        return [before, after]
+
+    before, after = asyncio.run(run())
+
+    assert before.status_code == 200
+    assert after.status_code == 401
+    assert after.json() == {
+        "error": "invalid_token",
+        "error_description": "The access token has been revoked.",
+    }
+    [*_, rejected] = find_events(seeded.ctx.engine, EventQuery(type="decision"))
+    assert rejected.event.decision == "deny"
+    assert rejected.event.reason == f"revoked id {root_jti}"

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from test_exchange_http import Seeded, seeded
+
+from agentiam.jose import SigningKey
+from agentiam.jose._base64url import b64url_decode
 
 __all__ = ["seeded"]
 
@@ -171,3 +176,88 @@ def test_feed_http_rejects_bad_since(seeded: Seeded) -> None:
 
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
+
+
+def _claims_of_svid(svid: str) -> dict:
+    return dict(json.loads(b64url_decode(svid.split(".")[1]) or b""))
+
+
+def test_introspect_http_returns_chain(seeded: Seeded) -> None:
+    root = seeded.root_token()
+    key, svid = seeded.worker()
+    worker = _claims_of_svid(svid)["sub"]
+    issued = seeded.exchange(root, key, svid, scope="refunds").json()
+    token = issued["access_token"]
+
+    result = seeded.introspect(token)
+
+    assert result["active"] is True
+    assert result["sub"] == seeded.user_id
+    assert result["client_id"] == worker
+    assert result["scope"] == "refunds"
+    assert result["act"] == {"sub": worker, "act": {"sub": seeded.orchestrator}}
+    assert result["grant"] == {
+        "id": seeded.grant.id,
+        "receipt_hash": seeded.grant.receipt_hash,
+    }
+    assert result["task"]["path"][0] == seeded.root_task.id
+    assert result["task"]["path"][-1] == result["task"]["id"]
+    assert len(result["task"]["path"]) == 2
+    assert result["exp"] - result["iat"] == issued["expires_in"]
+    assert result["token_type"] == "DPoP"
+
+
+def test_revoke_http_kills_grandchild(seeded: Seeded) -> None:
+    # root -> child (the worker's) -> grandchild (the worker's re-exchange).
+    root = seeded.root_token()
+    key, svid = seeded.worker()
+    child = seeded.exchange(root, key, svid, scope="refunds").json()["access_token"]
+    grandchild_response = seeded.exchange(child, key, svid, scope="refunds")
+    assert grandchild_response.status_code == 200
+    grandchild = grandchild_response.json()["access_token"]
+
+    response = httpx.post(
+        f"{seeded.base_url}/revoke",
+        data={"token": child},
+        auth=(seeded.client_id, seeded.client_secret),
+    )
+
+    assert response.status_code == 200
+    assert seeded.introspect(child) == {"active": False}
+    assert seeded.introspect(grandchild) == {"active": False}
+    assert seeded.introspect(root)["active"] is True
+
+
+def test_revoke_http_root_kills_whole_derivation(seeded: Seeded) -> None:
+    root = seeded.root_token()
+    key, svid = seeded.worker()
+    child = seeded.exchange(root, key, svid, scope="refunds").json()["access_token"]
+    grandchild = seeded.exchange(child, key, svid).json()["access_token"]
+
+    response = httpx.post(
+        f"{seeded.base_url}/revoke",
+        data={"token": root},
+        auth=(seeded.client_id, seeded.client_secret),
+    )
+
+    assert response.status_code == 200
+    assert seeded.introspect(grandchild) == {"active": False}
+    assert seeded.introspect(child) == {"active": False}
+
+
+def test_revoke_http_by_other_holder_refused(seeded: Seeded) -> None:
+    root = seeded.root_token()
+    intruder = SigningKey.generate("ES256")
+    proof = seeded.proof(intruder, "/revoke", token=root)
+
+    response = httpx.post(
+        f"{seeded.base_url}/revoke", data={"token": root}, headers={"DPoP": proof}
+    )
+
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "invalid_client",
+        "error_description": "Client authentication failed. The DPoP proof key "
+        "does not match the token.",
+    }
+    assert seeded.introspect(root)["active"] is True
