@@ -149,7 +149,26 @@ def test_human_cannot_revoke_other_grant(seeded: Seeded) -> None:
     )
 
     assert response.status_code == 404
-    assert response.json()["error"] == "not_found"
+    assert response.json() == {
+        "error": "not_found",
+        "error_description": f"Grant '{seeded.grant.id}' was not found.",
+    }
+
+
+def test_human_revoke_unknown_grant(seeded: Seeded) -> None:
+    session = seeded.login("alice", "alice-pw")
+
+    response = httpx.post(
+        f"{seeded.base_url}/v1/grants/grt_missing/revoke",
+        headers={"Authorization": f"Bearer {session}"},
+    )
+
+    # The same answer as for another human's grant, so ids cannot be probed.
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "not_found",
+        "error_description": "Grant 'grt_missing' was not found.",
+    }
 
 
 def test_logout_revokes_session(seeded: Seeded) -> None:
