@@ -54,10 +54,19 @@ async def _in_one_batch(
     ``before_commit`` runs once every exchange has passed its checks and waits
     for the writer.
     """
+    started = threading.Event()
     release = threading.Event()
-    blocker = asyncio.ensure_future(
-        world.ctx.writer.submit(lambda _conn: release.wait())
-    )
+
+    def hold(_conn: Any) -> None:
+        started.set()
+        release.wait()
+
+    blocker = asyncio.ensure_future(world.ctx.writer.submit(hold))
+    # The writer waits briefly for company after taking a unit, so exchanges
+    # queued before the blocker runs could join its batch, and the blocker would
+    # then wait for them forever.
+    while not started.is_set():
+        await asyncio.sleep(0.001)
     tasks = [asyncio.ensure_future(exchange) for exchange in exchanges]
     while world.ctx.writer._queue.qsize() < len(tasks):
         await asyncio.sleep(0.001)
