@@ -77,3 +77,14 @@ def test_add_creates_data_dir(
     assert (data_dir / "agentiam.db").is_file()
     assert main(["user", "list", "--data-dir", str(data_dir)]) == 0
     assert "alice" in capsys.readouterr().out
+
+
+def test_memory_database_needs_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["task", "list", "--data-dir", str(tmp_path / "d")]
+
+    code = main([*argv, "--database-url", "sqlite:///:memory:", "--output", "json"])
+
+    assert code == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip() == "[]"

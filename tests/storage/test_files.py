@@ -116,8 +116,11 @@ def test_cli_creates_private_data_dir(
     for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     data_dir = tmp_path / "agentiam-data"
+    password = tmp_path / "password.txt"
+    password.write_text("a long enough password\n")
+    argv = ["user", "add", "alice", "--password-file", str(password)]
 
-    assert main(["user", "list", "--data-dir", str(data_dir)]) == 0
+    assert main([*argv, "--data-dir", str(data_dir)]) == 0
 
     assert _mode(data_dir) == 0o700
     assert _mode(data_dir / "agentiam.db") == 0o600

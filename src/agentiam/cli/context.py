@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from agentiam.api.context import ServerContext, close_context, open_context
 from agentiam.config import Settings, load_settings
 from agentiam.errors import AgentIAMError
+from agentiam.storage.files import sqlite_database_file
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,11 +70,12 @@ class MissingDatabaseError(AgentIAMError):
 
 
 def require_database(settings: Settings) -> None:
-    """Raise ``MissingDatabaseError`` when the SQLite database does not exist.
+    """Raise ``MissingDatabaseError`` when the SQLite database file does not exist.
 
-    Another database, such as PostgreSQL, is left to the connection to check.
+    In-memory SQLite and other databases, such as PostgreSQL, are left to the
+    connection to check.
     """
-    database = settings.sqlite_path
+    database = sqlite_database_file(settings.database_url)
     if database is not None and not database.is_file():
         raise MissingDatabaseError(
             f"database file {str(database)!r} does not exist; check --data-dir "

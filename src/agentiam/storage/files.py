@@ -37,6 +37,21 @@ def prepare_data_dir(path: Path) -> None:
         _warn_if_shared(path, "Data directory is accessible to other users")
 
 
+def sqlite_database_file(url: str) -> Path | None:
+    """Return the file of a SQLite ``url``.
+
+    Returns ``None`` for an in-memory database, a ``file:`` URI, which SQLite
+    resolves itself, and any other kind of database.
+    """
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
 def prepare_sqlite_file(url: str) -> None:
     """Create the SQLite database file of ``url`` with mode 0600 if it is missing.
 
@@ -44,11 +59,8 @@ def prepare_sqlite_file(url: str) -> None:
     is not changed; a warning is logged when other users can read or write it.
     A missing parent directory is left for SQLite to report.
     """
-    database = make_url(url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    path = Path(database)
-    if not path.parent.is_dir():
+    path = sqlite_database_file(url)
+    if path is None or not path.parent.is_dir():
         return
     try:
         descriptor = os.open(
