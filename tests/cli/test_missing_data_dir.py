@@ -7,11 +7,17 @@ event.  Only the verbs that add something may create the directory.
 
 from __future__ import annotations
 
+import io
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from tests.storage.conftest import POSTGRES_URL
 
 from agentiam.cli.main import main
+from agentiam.storage.engine import create_engine
 
 TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
 
@@ -88,3 +94,82 @@ def test_memory_database_needs_no_file(
 
     assert code == 0, capsys.readouterr().err
     assert capsys.readouterr().out.strip() == "[]"
+
+
+@pytest.fixture
+def empty_schema() -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL schema, dropped afterwards."""
+    name = f"agentiam_cli_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{name}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_command_rejects_empty_postgres_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], empty_schema: str
+) -> None:
+    argv = ["task", "list", "--data-dir", str(tmp_path / "d")]
+
+    code = main([*argv, "--database-url", empty_schema])
+
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"agentiam: error: database {empty_schema!r} has no agentiam tables; check "
+        "--database-url, or run 'agentiam serve' or an add command on it first\n"
+    )
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.postgres
+def test_add_sets_up_postgres_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], empty_schema: str
+) -> None:
+    password = tmp_path / "password.txt"
+    password.write_text("a long enough password\n")
+    common = ["--data-dir", str(tmp_path / "d"), "--database-url", empty_schema]
+
+    added = main(["user", "add", "alice", "--password-file", str(password), *common])
+    listed = main(["user", "list", *common])
+
+    assert added == 0
+    assert listed == 0
+    assert "alice" in capsys.readouterr().out
+
+
+def test_unopenable_database_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "d"
+    (data_dir / "agentiam.db").mkdir(parents=True)
+    password = tmp_path / "password.txt"
+    password.write_text("a long enough password\n")
+    argv = ["user", "add", "alice", "--password-file", str(password)]
+
+    code = main([*argv, "--data-dir", str(data_dir)])
+
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "agentiam: error: database error: unable to open database file\n"
+    )
+
+
+def test_approval_checks_database_before_password(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AGENTIAM_PASSWORD")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    missing = tmp_path / "missing"
+
+    code = main(["approval", "list", "--user", "alice", "--data-dir", str(missing)])
+
+    assert code == 1
+    assert "does not exist; check --data-dir" in capsys.readouterr().err

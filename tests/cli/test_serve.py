@@ -4,17 +4,20 @@ import gc
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import TEST_KEK
+from tests.conftest import TEST_KEK, free_port
 
 from agentiam.api.app import JSONFormatter
 from agentiam.cli.serve import ListenError, bind_listener, freeze_startup_heap
+from agentiam.config import load_settings
 
 # An address from TEST-NET-1 (RFC 5737), which no interface of the test machine has.
 FOREIGN_ADDRESS = "192.0.2.1"
@@ -101,6 +104,75 @@ def test_bind_listener_rejects_foreign_address() -> None:
         f"cannot listen on {FOREIGN_ADDRESS}:8800: "
         "the address is not one of this machine's"
     )
+
+
+def test_bind_listener_takes_port_at_once() -> None:
+    first = bind_listener("127.0.0.1", 0)
+    try:
+        port = first.getsockname()[1]
+
+        with pytest.raises(ListenError) as info:
+            bind_listener("127.0.0.1", port)
+
+        assert str(info.value) == (
+            f"cannot listen on 127.0.0.1:{port}: the address is already in use"
+        )
+    finally:
+        first.close()
+
+
+def test_bind_listener_brackets_ipv6_in_errors() -> None:
+    with pytest.raises(ListenError) as info:
+        bind_listener("2001:db8::1", 8800)
+
+    assert str(info.value).startswith("cannot listen on [2001:db8::1]:8800: ")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["term", "int"])
+def test_serve_stops_cleanly_on_signal(tmp_path: Path, stop: signal.Signals) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTIAM_")}
+    env["AGENTIAM_KEK"] = TEST_KEK
+    command = [sys.executable, "-m", "agentiam.cli.main", "serve", "--port", str(port)]
+    command += ["--data-dir", str(tmp_path / "data")]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        _wait_for_jwks(port, process)
+        process.send_signal(stop)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 0, output
+    assert '"event": "server stopped"' in output
+    assert "agentiam: error" not in output
+
+
+def _wait_for_jwks(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "agentiam serve exited before it was ready"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/jwks", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    pytest.fail("agentiam serve did not answer within 30 s")
+
+
+@pytest.mark.parametrize(
+    ("host", "issuer"),
+    [("::1", "http://[::1]:8800"), ("127.0.0.1", "http://127.0.0.1:8800")],
+    ids=["ipv6", "ipv4"],
+)
+def test_default_issuer_writes_host_as_url(host: str, issuer: str) -> None:
+    settings = load_settings(environ={}, overrides={"host": host, "port": 8800})
+
+    assert settings.issuer == issuer
 
 
 def test_bind_listener_binds_loopback() -> None:

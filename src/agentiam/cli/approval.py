@@ -131,11 +131,12 @@ def run(
     output = getattr(args, "output", "text")
 
     try:
+        # The database first: a wrong --data-dir must not ask for a password.
+        settings = _settings(args)
+        require_database(settings)
         password = read_password(
             args, environ=os.environ if environ is None else environ, prompt=prompt
         )
-        settings = _settings(args)
-        require_database(settings)
         ctx = open_context(settings)
         try:
             user = authenticate_user(ctx, args.user, password)

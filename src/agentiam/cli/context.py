@@ -12,10 +12,15 @@ import argparse
 import contextlib
 from collections.abc import Iterator, Mapping
 
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
+
 from agentiam.api.context import ServerContext, close_context, open_context
 from agentiam.config import Settings, load_settings
 from agentiam.errors import AgentIAMError
+from agentiam.storage.engine import create_engine
 from agentiam.storage.files import sqlite_database_file
+from agentiam.storage.migrate import VERSION_TABLE
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,20 +71,38 @@ CREATING_VERBS = frozenset({"add", "create"})
 
 
 class MissingDatabaseError(AgentIAMError):
-    """The SQLite database that a command needs does not exist."""
+    """The database that a command needs does not exist or has no agentiam tables."""
 
 
 def require_database(settings: Settings) -> None:
-    """Raise ``MissingDatabaseError`` when the SQLite database file does not exist.
+    """Raise ``MissingDatabaseError`` unless the database has agentiam's tables.
 
-    In-memory SQLite and other databases, such as PostgreSQL, are left to the
-    connection to check.
+    A SQLite file must exist.  Another database, such as a PostgreSQL schema,
+    must have the migrations' version table, so that a mistyped database or
+    schema name is not set up afresh.  An in-memory SQLite database is new by
+    definition and is not checked.
     """
-    database = sqlite_database_file(settings.database_url)
-    if database is not None and not database.is_file():
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        database = sqlite_database_file(url)
+        if database is not None and not database.is_file():
+            raise MissingDatabaseError(
+                f"database file {str(database)!r} does not exist; check "
+                "--data-dir or --database-url"
+            )
+        return
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            initialized = inspect(conn).has_table(VERSION_TABLE)
+    finally:
+        engine.dispose()
+    if not initialized:
+        redacted = make_url(url).render_as_string(hide_password=True)
         raise MissingDatabaseError(
-            f"database file {str(database)!r} does not exist; check --data-dir "
-            "or --database-url"
+            f"database {redacted!r} has no agentiam tables; check --database-url, "
+            "or run 'agentiam serve' or an add command on it first"
         )
 
 

@@ -193,6 +193,29 @@ def main(
     except KeyboardInterrupt:
         output.error("interrupted")
         return EXIT_FAILURE
+    except Exception as exc:
+        message = database_error_message(exc)
+        if message is None:
+            raise
+        output.error(message)
+        return EXIT_FAILURE
+
+
+def database_error_message(exc: BaseException) -> str | None:
+    """Return one line for an error the database driver raised, else ``None``.
+
+    A database that cannot be opened or reached, or a schema that does not
+    exist, is a problem of the command's settings, not a bug, so it gets one
+    error line instead of a traceback.
+    """
+    try:
+        from sqlalchemy.exc import DBAPIError
+    except ImportError:  # the CLI without the server's dependencies
+        return None
+    if not isinstance(exc, DBAPIError):
+        return None
+    detail = str(exc.orig).strip().splitlines()
+    return f"database error: {detail[0] if detail else type(exc.orig).__name__}"
 
 
 if __name__ == "__main__":

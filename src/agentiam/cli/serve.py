@@ -8,19 +8,28 @@ and httptools when they are installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import gc
 import importlib.util
 import logging
+import signal
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 from agentiam.api.app import configure_logging, create_app
 from agentiam.api.context import close_context, open_context
 from agentiam.cli.context import add_common_arguments, settings_from_args
+from agentiam.config.settings import host_in_url
 from agentiam.errors import AgentIAMError
 
 log = logging.getLogger("agentiam.serve")
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+# uvicorn's default backlog of pending connections.
+LISTEN_BACKLOG = 2048
 
 # Operator-facing reasons for the bind errors a start most often meets.
 _BIND_ERRORS = {
@@ -110,12 +119,39 @@ def serve(args: argparse.Namespace) -> int:
                 "issuer": settings.issuer,
             },
         )
-        uvicorn.Server(config).run(sockets=[listener])
+        server = uvicorn.Server(config)
+        with _stop_signals_end_cleanly(server):
+            server.run(sockets=[listener])
     finally:
         listener.close()
         close_context(ctx)
         log.info("server stopped")
     return 0
+
+
+@contextlib.contextmanager
+def _stop_signals_end_cleanly(server: Any) -> Iterator[None]:
+    """Let SIGINT and SIGTERM stop ``server`` with exit code 0.
+
+    uvicorn shuts down on either signal and then raises it again, which ends the
+    process with the signal before ``serve`` closes its context.  The handlers
+    set here swallow that repeat once the server has begun to stop, and behave
+    as the defaults do before.
+    """
+
+    def handle(signum: int, _frame: object) -> None:
+        if server.should_exit:
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, handle) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
@@ -127,7 +163,7 @@ def bind_listener(host: str, port: int) -> socket.socket:
     Raises:
         ListenError: the host does not resolve or the address cannot be bound.
     """
-    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    where = f"{host_in_url(host)}:{port}"
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -140,6 +176,10 @@ def bind_listener(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
+        # Listening at once closes the port to a second server: two sockets with
+        # SO_REUSEADDR may share a port while neither listens, and uvloop then
+        # drops the second one's error and serves on no socket at all.
+        sock.listen(LISTEN_BACKLOG)
     except OSError as err:
         sock.close()
         reason = _BIND_ERRORS.get(err.errno or 0, err.strerror or str(err))

@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from agentiam.config.errors import ConfigError
-from agentiam.config.settings import LOG_LEVELS, SIGNING_ALGS, Settings
+from agentiam.config.settings import (
+    LOG_LEVELS,
+    SIGNING_ALGS,
+    Settings,
+    host_in_url,
+)
 
 ENV_PREFIX = "AGENTIAM_"
 
@@ -186,7 +191,7 @@ def _resolve(values: dict[str, Any]) -> Settings:
         database = (settings.data_dir / "agentiam.db").as_posix()
         derived["database_url"] = f"sqlite:///{database}"
     if not settings.issuer:
-        derived["issuer"] = f"http://{settings.host}:{settings.port}"
+        derived["issuer"] = f"http://{host_in_url(settings.host)}:{settings.port}"
     if "key_rotation_overlap" not in values:
         overlap = settings.max_access_token_ttl + settings.leeway
         derived["key_rotation_overlap"] = overlap

@@ -11,6 +11,7 @@ leaves them empty, so build settings with the loader.  ``kek_file = None`` means
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -71,3 +72,12 @@ class Settings:
 
 #: Fields whose default is derived from other fields by the loader.
 DERIVED_FIELDS = frozenset({"database_url", "issuer", "key_rotation_overlap"})
+
+
+def host_in_url(host: str) -> str:
+    """Return ``host`` as a URL writes it: an IPv6 address in brackets (RFC 3986)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return f"[{host}]" if address.version == 6 else host

@@ -22,6 +22,11 @@ def alembic_config() -> Config:
     return config
 
 
+# The table in which Alembic records the revision a database is at: its default
+# name, which the migration environment keeps.  Only a migrated database has it.
+VERSION_TABLE = "alembic_version"
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Upgrade the database behind ``engine`` to ``revision`` in one transaction."""
     config = alembic_config()
