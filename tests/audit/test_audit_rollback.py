@@ -425,14 +425,20 @@ def test_verify_export_reads_bytes_lines(data_dir, exported) -> None:
     assert report.ok, report.problems
 
 
-def test_export_verify_finds_edited_head_timestamp(data_dir, exported, capsys):
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [("timestamp", 1.0), ("version", 2), ("kid", "other-key")],
+)
+def test_export_verify_finds_edited_head_member(
+    data_dir, exported, capsys, member, value
+) -> None:
     path, lines = exported
-    lines[-1]["timestamp"] = 1.0
+    lines[-1][member] = value
     _write(path, lines)
     assert _verify(data_dir, path) == 1
-    assert (
-        "failed at tree head 1 (size 10): the stored columns do not match the "
-        "signed tree head (row edited)" in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "agentiam: error: audit log verification failed at tree head 1 (size 10): "
+        "the line's members do not match its signed tree head (line edited)"
     )
 
 
@@ -508,4 +514,84 @@ def test_export_verify_finds_edit_with_later_heads_dropped(
     assert (
         "failed at position 4: 6 events after seq 3 are covered by no signed "
         "tree head" in capsys.readouterr().err
+    )
+
+
+def _header_lines(path: Path, header: str) -> list[str]:
+    """Return the lines of the export at ``path`` with line 1 replaced."""
+    return [header + "\n", *path.read_text().splitlines(keepends=True)[1:]]
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        pytest.param('{"kind":"header","version":true}',
+                     "version True is not an integer", id="version-bool"),
+        pytest.param('{"kind":"header","version":1.0}',
+                     "version 1.0 is not an integer", id="version-float"),
+        pytest.param('{"kind":"header","version":2}',
+                     "version 2 is not supported; expected 1", id="version-2"),
+        pytest.param('{"kind":"header","version":1,"version":1}',
+                     "JSON member 'version' is duplicated", id="duplicate-member"),
+        pytest.param('{"kind":"header","version":1,"x":NaN}',
+                     "JSON constant 'NaN' is not allowed", id="nan"),
+        pytest.param('{"kind":"header","version":1,"extra":1}',
+                     "unknown member 'extra'", id="unknown-member"),
+        pytest.param('{"kind":"header"}',
+                     "missing member 'version'", id="missing-version"),
+        pytest.param('{"version":1}', "missing member 'kind'", id="missing-kind"),
+        pytest.param('{"kind":"event","version":1}',
+                     "expected kind 'header', found 'event'", id="kind-event"),
+        pytest.param("[1]", "expected a JSON object", id="array"),
+        pytest.param("[" * 100_000 + "]" * 100_000,
+                     "export line nests too deeply", id="deep-nesting"),
+    ],
+)  # fmt: skip
+def test_verify_export_rejects_header(exported, header: str, message: str) -> None:
+    path, _ = exported
+    with pytest.raises(AuditError) as info:
+        verify_export(_header_lines(path, header), lambda kid: None)
+    assert str(info.value) == f"Export line 1 is invalid: {message}"
+
+
+def test_export_verify_names_deep_header(data_dir, exported, capsys) -> None:
+    path, _ = exported
+    path.write_text("".join(_header_lines(path, "[" * 100_000 + "]" * 100_000)))
+    assert _verify(data_dir, path) == 1
+    assert capsys.readouterr().err == (
+        "agentiam: error: audit log verification failed: Export line 1 is "
+        "invalid: export line nests too deeply\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [['{"kind":"header","version":1}\n'], ['{"kind":"header","version":1}\n', "\n"]],
+    ids=["header", "header-and-blank-line"],
+)
+def test_verify_export_header_only(lines: list[str]) -> None:
+    with pytest.raises(AuditError) as info:
+        verify_export(lines, lambda kid: None)
+    assert str(info.value) == (
+        "The export has a header line but no events and no tree heads; export "
+        "the log again with 'agentiam audit export'."
+    )
+
+
+def test_verify_export_empty() -> None:
+    with pytest.raises(AuditError) as info:
+        verify_export([], lambda kid: None)
+    assert str(info.value) == "The export is empty; expected a header line first."
+
+
+def test_export_verify_counts_repeated_head_once(data_dir, tmp_path, capsys):
+    _record(data_dir, 4)
+    _record(data_dir, 6)
+    path = tmp_path / "audit.jsonl"
+    lines = _export(data_dir, path)
+    _write(path, [*lines, lines[-1], lines[-2]])
+    capsys.readouterr()
+    assert _verify(data_dir, path) == 0
+    assert capsys.readouterr().out == (
+        "audit log verified: 10 events, 2 signed tree heads\n"
     )

@@ -14,7 +14,6 @@ an honest export is always covered.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from agentiam.audit.merkle import HASH_SIZE, empty_root, leaf_hash, node_hash
 from agentiam.audit.tree import NODE_LEVEL, perfect_pieces
 from agentiam.audit.tree_head import TreeHead
 from agentiam.audit.verify_report import (
+    HEAD_LINE_EDITED,
     Problem,
     VerifyReport,
     check_heads,
@@ -38,6 +38,9 @@ from agentiam.audit.verify_report import (
     uncovered_problem,
 )
 from agentiam.jose import KeyLookup
+
+#: The ``version`` of the header line that ``agentiam audit export`` writes.
+EXPORT_VERSION: Final = 1
 
 # ``progress`` is called every ``_BATCH`` events, as ``verify.verify_log`` calls it.
 _BATCH = 10_000
@@ -224,17 +227,32 @@ def verify_export(
     scan = _ExportScan(report, progress)
     seen = _scan_lines(_text_lines(lines), scan)
     if not seen:
-        raise AuditError("The export is empty; expected a header line first.")
+        raise AuditError(
+            "The export has a header line but no events and no tree heads; "
+            "export the log again with 'agentiam audit export'."
+        )
     scan.finish()
 
-    report.tree_heads = len(scan.heads)
+    # A repeated head line is counted once, not rejected.  Every member of it is
+    # signed, and a log can store two equal heads because an EdDSA signature is
+    # deterministic (RFC 8032): two heads signed at one size in one clock tick
+    # are equal, so an honest export can repeat a line.
+    report.tree_heads = len(set(scan.heads))
     roots: dict[int, bytes] = {}
     for head in (*scan.heads, *trusted_heads):
         if head.size not in roots and 1 <= head.size <= report.events:
             roots[head.size] = scan.root_at(head.size)
     if 0 in {head.size for head in (*scan.heads, *trusted_heads)}:
         roots[0] = empty_root()
-    check_heads(report, scan.heads, roots, keys, issuer, trusted_heads)
+    check_heads(
+        report,
+        scan.heads,
+        roots,
+        keys,
+        issuer,
+        trusted_heads,
+        edited_problem=HEAD_LINE_EDITED,
+    )
     if not report.signed:
         report.problems.append(
             Problem(
@@ -285,15 +303,27 @@ def _text_lines(lines: Iterable[str | bytes]) -> Iterator[str]:
 
 
 def _read_header(line: str) -> None:
+    """Check the first line: exactly ``{"kind": "header", "version": 1}``.
+
+    Raises:
+        AuditError: the line is not strict JSON (``strict_json.loads``), is not
+            a header, lacks or adds a member, or has another version.
+    """
     try:
-        data = json.loads(line)
-        if (
-            not isinstance(data, dict)
-            or data.get("kind") != "header"
-            or data.get("version") != 1
-        ):
-            raise ValueError(f"expected an export header of version 1: {line!r}")
-    except (ValueError, TypeError) as err:
+        data = strict_json.loads(line, what="export line")
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        if "kind" in data and data["kind"] != "header":
+            raise ValueError(f"expected kind 'header', found {data['kind']!r}")
+        _check_members(data, _HEADER_MEMBERS)
+        version = data["version"]
+        if type(version) is not int:
+            raise ValueError(f"version {version!r} is not an integer")
+        if version != EXPORT_VERSION:
+            raise ValueError(
+                f"version {version} is not supported; expected {EXPORT_VERSION}"
+            )
+    except ValueError as err:
         raise AuditError(f"Export line 1 is invalid: {err}") from err
 
 
@@ -302,11 +332,14 @@ def _scan_lines(lines: Iterable[str], scan: _ExportScan) -> bool:
 
     Consecutive canonical event lines are checked as runs while the scan is not
     broken.  Any other line ends a run and is checked alone.
+
+    Raises:
+        AuditError: there is no line at all, or a line is invalid.
     """
     lines = iter(lines)
     header = next(lines, None)
     if header is None:
-        return False
+        raise AuditError("The export is empty; expected a header line first.")
     _read_header(header)
 
     seen = False
@@ -411,7 +444,8 @@ def _read_line(number: int, line: str, scan: _ExportScan) -> None:
         raise AuditError(f"Export line {number} is invalid: {err}") from err
 
 
-# The members of each kind of line after the header, as the export writes them.
+# The members of each kind of line, as the export writes them.
+_HEADER_MEMBERS: Final = frozenset({"kind", "version"})
 _EVENT_MEMBERS: Final = frozenset({"kind", "seq", "leaf_hash", "chain_hash", "event"})
 _HEAD_MEMBERS: Final = frozenset(
     {"kind", "tree_size", "root_hash", "timestamp", "kid", "signature", "version"}

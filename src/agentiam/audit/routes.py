@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Column, String, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -42,6 +44,11 @@ if TYPE_CHECKING:
 DECISION_RECORD_VERSION: Final = 1
 MAX_DECISIONS_BODY: Final = 512 * 1024
 MAX_DECISIONS_PER_BATCH: Final = 500
+# The largest seq a BIGINT column stores (signed 64 bits) on SQLite and PostgreSQL.
+MAX_SEQ: Final = 2**63 - 1
+_ASCII_DIGITS: Final = re.compile(r"[0-9]+")
+# A longer seq in an error message is cut to this many digits.
+_SHOWN_DIGITS: Final = 20
 
 
 def _column_length(column: Column[Any]) -> int:
@@ -91,7 +98,9 @@ def _int_param(request: Request, name: str) -> int | None:
     text = _text_param(request, name)
     if text is None:
         return None
-    if not text.isdigit() or len(text) > 18:
+    # At most 18 digits, so every value fits a BIGINT column.  ``str.isdigit``
+    # also accepts digits such as "²" that ``int`` rejects, hence the pattern.
+    if _ASCII_DIGITS.fullmatch(text) is None or len(text) > 18:
         raise InvalidRequestError(
             f"Parameter '{name}' is '{text[:32]}'; expected a non-negative integer."
         )
@@ -103,6 +112,27 @@ def _required_int(request: Request, name: str) -> int:
     if value is None:
         raise InvalidRequestError(f"Parameter '{name}' is missing.")
     return value
+
+
+def _event_seq(text: str) -> int:
+    """Return the seq in the path ``/v1/audit/events/{seq}``.
+
+    Raises:
+        HTTPException: 404, as for an unknown path, because ``text`` is not
+            ASCII digits.
+        NotFoundError: the seq is above ``MAX_SEQ``, so no event has it.
+    """
+    if _ASCII_DIGITS.fullmatch(text) is None:
+        raise HTTPException(status_code=404)
+    digits = text.lstrip("0") or "0"
+    # The length check comes first: ``int`` rejects more than 4300 digits.
+    if len(digits) <= len(str(MAX_SEQ)) and int(digits) <= MAX_SEQ:
+        return int(digits)
+    if len(digits) > _SHOWN_DIGITS:
+        quoted = f"'{digits[:_SHOWN_DIGITS]}...' ({len(digits)} digits)"
+    else:
+        quoted = f"'{digits}'"
+    raise NotFoundError(f"Audit event {quoted} was not found.")
 
 
 def _text_param(request: Request, name: str) -> str | None:
@@ -316,7 +346,9 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
     handlers = _Handlers(ctx)
     return [
         Route("/v1/audit/events", handlers.events, methods=["GET"]),
-        Route("/v1/audit/events/{seq:int}", handlers.event, methods=["GET"]),
+        # Not "{seq:int}": its conversion runs before the handler, so a seq
+        # of more than 4300 digits would raise there.
+        Route("/v1/audit/events/{seq}", handlers.event, methods=["GET"]),
         Route("/v1/audit/trail/{task_id}", handlers.trail, methods=["GET"]),
         Route("/v1/audit/decisions", handlers.decisions, methods=["POST"]),
         Route("/v1/audit/proofs/inclusion", handlers.inclusion_proof, methods=["GET"]),
@@ -357,7 +389,7 @@ class _Handlers:
     async def event(self, request: Request) -> JSONResponse:
         """``GET /v1/audit/events/{seq}``: one event."""
         await require_admin(request, self.ctx)
-        seq = int(request.path_params["seq"])
+        seq = _event_seq(request.path_params["seq"])
         stored = await self._run(lambda: self.ctx.audit.get(seq))
         if stored is None:
             raise NotFoundError(f"Audit event '{seq}' was not found.")

@@ -46,6 +46,7 @@ from agentiam.audit.tables import (
 )
 from agentiam.audit.tree_head import TreeHead
 from agentiam.audit.verify_report import (
+    HEAD_ROW_EDITED,
     Problem,
     VerifyReport,
     check_heads,
@@ -218,7 +219,15 @@ def _verify_rows(
     report.tree_heads = len(heads)
     sizes = {head.size for head in heads} | {head.size for head in trusted_heads}
     roots = _scan_events(rows, report, sizes, progress, on_event)
-    check_heads(report, heads, roots, keys, issuer, trusted_heads)
+    check_heads(
+        report,
+        heads,
+        roots,
+        keys,
+        issuer,
+        trusted_heads,
+        edited_problem=HEAD_ROW_EDITED,
+    )
     return report, roots
 
 

@@ -28,6 +28,12 @@ from agentiam.audit.errors import TreeHeadError
 from agentiam.audit.tree_head import TreeHead, verify_tree_head
 from agentiam.jose import KeyLookup
 
+#: The problem of a stored tree head whose columns differ from its signed claims.
+HEAD_ROW_EDITED = "the stored columns do not match the signed tree head (row edited)"
+#: The problem of an export's tree head line whose members differ from its
+#: signed claims.
+HEAD_LINE_EDITED = "the line's members do not match its signed tree head (line edited)"
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -74,6 +80,8 @@ def check_heads(
     keys: KeyLookup,
     issuer: str | None,
     trusted_heads: Sequence[TreeHead],
+    *,
+    edited_problem: str,
 ) -> None:
     """Check stored and trusted tree heads against the recomputed roots.
 
@@ -85,11 +93,14 @@ def check_heads(
         issuer: the expected ``iss`` of stored heads, if it should be checked.
         trusted_heads: heads kept outside the log, whose signatures the caller
             has verified (``load_trusted_head``).
+        edited_problem: the problem of a stored head whose size, root,
+            timestamp, kid or version differs from its signed claims:
+            ``HEAD_ROW_EDITED`` or ``HEAD_LINE_EDITED``.
     """
     # Only a head that verifies covers events; a forged one covers none.
     covered = -1
     for number, head in enumerate(heads, start=1):
-        problem = _check_head(head, roots, report.events, keys, issuer)
+        problem = _check_head(head, roots, report.events, keys, issuer, edited_problem)
         if problem is not None:
             report.problems.append(
                 Problem(f"tree head {number} (size {head.size})", problem)
@@ -114,6 +125,7 @@ def _check_head(
     events: int,
     keys: KeyLookup,
     issuer: str | None,
+    edited_problem: str,
 ) -> str | None:
     """Return what is wrong with one stored tree head, or ``None``."""
     # NOTE: a head signed by a key that rotation has since dropped from the key
@@ -129,7 +141,7 @@ def _check_head(
         head.timestamp,
         head.version,
     ):
-        return "the stored columns do not match the signed tree head (row edited)"
+        return edited_problem
     if head.size not in roots:
         return (
             f"the log has only {events} verified events, fewer than the signed "

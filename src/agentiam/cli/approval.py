@@ -23,7 +23,11 @@ from agentiam.cli.context import (
     require_database,
 )
 from agentiam.cli.output import emit
-from agentiam.cli.passwords import prompt_password, read_password_file
+from agentiam.cli.passwords import (
+    check_utf8,
+    prompt_password,
+    read_password_file,
+)
 from agentiam.config import Settings, load_settings
 from agentiam.errors import AgentIAMError
 from agentiam.identity.passwords import burn_password_check, verify_password
@@ -92,7 +96,7 @@ def read_password(
 
     value = environ.get(PASSWORD_ENV)
     if value is not None:
-        return value
+        return check_utf8(value, f"in ${PASSWORD_ENV}")
 
     return prompt_password(f"Password for {args.user}: ", prompt)
 

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 
 from agentiam.audit.errors import AuditError, TreeHeadError
-from agentiam.audit.export_verifier import verify_export
+from agentiam.audit.export_verifier import EXPORT_VERSION, verify_export
 from agentiam.audit.log import StoredEvent, stored_event_from_row
 from agentiam.audit.queries import event_to_json, render_trail, trail
 from agentiam.audit.siem.ocsf import to_ocsf
@@ -50,7 +50,6 @@ from agentiam.cli.files import (
 from agentiam.cli.output import emit, error
 from agentiam.jose import KeyLookup, VerificationKey
 
-EXPORT_VERSION = 1
 _EXPORT_BATCH = 10_000
 
 

@@ -15,6 +15,7 @@ _STDIN_CLOSED = (
     "No password given: standard input is closed. Use --password-file or "
     "AGENTIAM_PASSWORD."
 )
+_ON_STDIN = "on standard input"
 
 
 def read_password_file(path: str | Path) -> str:
@@ -45,14 +46,18 @@ def read_password_stdin(stdin: TextIO | None = None) -> str:
     """Return the password piped to standard input, by the rule of a password file.
 
     Raises:
-        InvalidRequestError: standard input is closed or empty, or contains more
-            than one line.
+        InvalidRequestError: standard input is closed or empty, is not UTF-8, or
+            contains more than one line.
     """
     stream = sys.stdin if stdin is None else stdin
-    text = stream.read() if stream is not None else ""
+    try:
+        text = stream.read() if stream is not None else ""
+    except UnicodeDecodeError as err:
+        raise InvalidRequestError(_not_utf8(_ON_STDIN)) from err
     if not text:
         raise InvalidRequestError(_STDIN_CLOSED)
-    return _one_line(text, "Invalid password on standard input")
+    check_utf8(text, _ON_STDIN)
+    return _one_line(text, f"Invalid password {_ON_STDIN}")
 
 
 def prompt_password(text: str, prompt: Callable[[str], str] | None = None) -> str:
@@ -68,17 +73,47 @@ def prompt_password(text: str, prompt: Callable[[str], str] | None = None) -> st
             and the terminal check.
 
     Raises:
-        InvalidRequestError: standard input closed before a line was read, or it
-            is not a terminal and contains more than one line.
+        InvalidRequestError: standard input closed before a line was read, the
+            input is not UTF-8, or standard input is not a terminal and contains
+            more than one line.
     """
     if prompt is None:
         if not stdin_is_terminal():
             return read_password_stdin()
         prompt = getpass.getpass
     try:
-        return prompt(text)
+        password = prompt(text)
     except EOFError:
         raise InvalidRequestError(_STDIN_CLOSED) from None
+    except UnicodeDecodeError as err:
+        raise InvalidRequestError(_not_utf8("at the prompt")) from err
+    return check_utf8(password, "at the prompt")
+
+
+def check_utf8(password: str, source: str) -> str:
+    """Return ``password`` if it can be encoded as UTF-8.
+
+    CPython 3.11 decodes environment variables, and standard input under the C,
+    POSIX and C.UTF-8 locales or in UTF-8 mode, with the ``surrogateescape``
+    error handler.  Bytes that are not UTF-8 then arrive as lone surrogates, and
+    without this check they fail only when the password is encoded to be hashed.
+
+    Args:
+        password: the password as read.
+        source: where it was read, for the message, such as "on standard input".
+
+    Raises:
+        InvalidRequestError: ``password`` contains a lone surrogate.
+    """
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidRequestError(_not_utf8(source)) from err
+    return password
+
+
+def _not_utf8(source: str) -> str:
+    return f"Invalid password {source}: expected UTF-8 text."
 
 
 def _one_line(text: str, problem: str) -> str:

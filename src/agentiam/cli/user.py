@@ -13,6 +13,7 @@ from agentiam.cli.context import (
 )
 from agentiam.cli.output import emit, error
 from agentiam.cli.passwords import (
+    check_utf8,
     prompt_password,
     read_password_file,
     read_password_stdin,
@@ -77,7 +78,7 @@ def read_password(args: argparse.Namespace) -> str:
     # the password should not reach the environment of anything started later.
     from_env = os.environ.pop(PASSWORD_ENV, None)
     if from_env:
-        return from_env
+        return check_utf8(from_env, f"in ${PASSWORD_ENV}")
 
     if not stdin_is_terminal():
         # A repeat catches typing errors, and input that is not typed has none.
