@@ -7,7 +7,12 @@
                  client (``get``/``post``/``request`` returning httpx responses).
 ``live_server``  the base URL of ``agentiam serve`` run as a subprocess on a free
                  127.0.0.1 port with a fresh data dir; ``live_server_data_dir`` is
-                 that data dir, for running CLI commands against the same database.
+                 that data dir.
+``live_database`` parametrizes every test of ``live_server`` over SQLite in the
+                 data dir and a fresh PostgreSQL schema (marked ``postgres``).
+``live_server_settings`` the Settings for a test's own ``open_context`` on the
+                 server's database; ``live_server_database_args`` the same database
+                 as CLI flags.
 """
 
 from __future__ import annotations
@@ -18,15 +23,19 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from tests.storage.conftest import POSTGRES_URL
 
 from agentiam.api.context import ServerContext, close_context, open_context
 from agentiam.config import Settings, load_settings
+from agentiam.storage.engine import create_engine
 
 # A fixed KEK so tests never write data_dir/kek: 32 bytes as unpadded base64url.
 TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
@@ -98,6 +107,66 @@ def live_server_data_dir(tmp_path: Path) -> Path:
     return tmp_path / "live-data"
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def live_database(
+    request: pytest.FixtureRequest, live_server_data_dir: Path
+) -> Iterator[str | None]:
+    """Yield the ``live_server`` database URL, or None for SQLite in its data dir.
+
+    For PostgreSQL the URL names a fresh schema of the test database, dropped
+    after the server and every context on it have closed.  A SQLite file in the
+    data dir then fails the test, because something used the default database.
+    A PostgreSQL server that is down fails the test: the connection error
+    propagates.
+    """
+    if request.param == "sqlite":
+        yield None
+        return
+
+    schema = f"agentiam_live_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+            assert not list(live_server_data_dir.glob("*.db"))
+        finally:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def live_server_database_args(
+    live_server_data_dir: Path, live_database: str | None
+) -> list[str]:
+    """Return the CLI flags that select the ``live_server`` database."""
+    args = ["--data-dir", str(live_server_data_dir)]
+    if live_database is not None:
+        args += ["--database-url", live_database]
+    return args
+
+
+@pytest.fixture
+def live_server_settings(
+    live_server: str, live_server_data_dir: Path, live_database: str | None
+) -> Settings:
+    """Return the Settings for a test's own ``open_context`` on the server's database.
+
+    The issuer is the server's base URL, so the tokens that the test signs
+    carry the server's issuer.
+    """
+    overrides: dict[str, Any] = {
+        "data_dir": live_server_data_dir,
+        "issuer": live_server,
+    }
+    if live_database is not None:
+        overrides["database_url"] = live_database
+    return load_settings(environ={}, overrides=overrides)
+
+
 @pytest.fixture
 def live_server_env() -> dict[str, str]:
     """Return settings for the ``live_server`` fixture as AGENTIAM_* variables."""
@@ -106,7 +175,9 @@ def live_server_env() -> dict[str, str]:
 
 @pytest.fixture
 def live_server(
-    live_server_data_dir: Path, live_server_env: dict[str, str], tmp_path: Path
+    live_server_database_args: list[str],
+    live_server_env: dict[str, str],
+    tmp_path: Path,
 ) -> Iterator[str]:
     """Start ``agentiam serve`` on a free port and yield its base URL."""
     port = free_port()
@@ -128,8 +199,7 @@ def live_server(
         "127.0.0.1",
         "--port",
         str(port),
-        "--data-dir",
-        str(live_server_data_dir),
+        *live_server_database_args,
     ]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, env=env, stdout=log_file, stderr=log_file)

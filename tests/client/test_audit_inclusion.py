@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,13 +18,9 @@ PASSWORD = "auditor password 1234"
 
 
 @pytest.fixture
-def auditor(live_server: str, live_server_data_dir: Path) -> dict[str, str]:
+def auditor(live_server: str, live_server_database_args: list[str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTIAM_")}
-    env.update(
-        AGENTIAM_KEK=TEST_KEK,
-        AGENTIAM_PASSWORD=PASSWORD,
-        AGENTIAM_DATA_DIR=str(live_server_data_dir),
-    )
+    env.update(AGENTIAM_KEK=TEST_KEK, AGENTIAM_PASSWORD=PASSWORD)
     subprocess.run(
         [
             sys.executable,
@@ -35,6 +30,7 @@ def auditor(live_server: str, live_server_data_dir: Path) -> dict[str, str]:
             "add",
             "auditor",
             "--admin",
+            *live_server_database_args,
         ],
         env=env,
         check=True,

@@ -355,6 +355,8 @@ def deployment(tmp_path: Path) -> Iterator[tuple[pipeline.Deployment, str]]:
             processes.stop(process)
 
 
+# SQLite only: the scan reads the raw database file and its WAL, and a PostgreSQL
+# server keeps its data files where a test cannot read them.
 def test_audit_secret_hygiene(
     deployment: tuple[pipeline.Deployment, str], tmp_path: Path
 ) -> None:

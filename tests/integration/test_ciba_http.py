@@ -21,7 +21,7 @@ import sqlalchemy
 
 from agentiam.api.context import ServerContext, close_context, open_context
 from agentiam.audit.tables import audit_events
-from agentiam.config import load_settings
+from agentiam.config import Settings
 from agentiam.delegation.grants import GrantStore
 from agentiam.delegation.receipts import verify_receipt
 from agentiam.identity.classes import AgentClass, AgentClassStore
@@ -38,12 +38,8 @@ TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
 
 
 @pytest.fixture
-def server_ctx(live_server: str, live_server_data_dir: Path) -> Iterator[ServerContext]:
-    settings = load_settings(
-        environ={},
-        overrides={"data_dir": live_server_data_dir, "issuer": live_server},
-    )
-    context = open_context(settings, environ={"AGENTIAM_KEK": TEST_KEK})
+def server_ctx(live_server_settings: Settings) -> Iterator[ServerContext]:
+    context = open_context(live_server_settings, environ={"AGENTIAM_KEK": TEST_KEK})
     try:
         yield context
     finally:
@@ -428,7 +424,10 @@ def test_bc_authorize_needs_svid(live_server: str, seeded: None) -> None:
 
 
 def test_cli_approve(
-    live_server: str, live_server_data_dir: Path, seeded: None, tmp_path: Path
+    live_server: str,
+    live_server_database_args: list[str],
+    seeded: None,
+    tmp_path: Path,
 ) -> None:
     key, svid = attest(live_server)
     auth_req_id = bc_authorize(live_server, key, svid).json()["auth_req_id"]
@@ -441,8 +440,7 @@ def test_cli_approve(
         "alice",
         "--password-file",
         str(password_file),
-        "--data-dir",
-        str(live_server_data_dir),
+        *live_server_database_args,
     ]
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -476,8 +474,7 @@ def test_cli_approve(
             "list",
             "--user",
             "alice",
-            "--data-dir",
-            str(live_server_data_dir),
+            *live_server_database_args,
         ],
         env=env | {"AGENTIAM_PASSWORD": "wrong"},
         capture_output=True,

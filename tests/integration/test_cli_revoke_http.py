@@ -7,7 +7,6 @@ that other processes wrote every ``revocation_refresh_ms``.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from test_exchange_http import TEST_KEK, Seeded, seeded
@@ -27,7 +26,7 @@ def live_server_env() -> dict[str, str]:
 
 def test_cli_grant_revoke_reaches_running_server(
     seeded: Seeded,
-    live_server_data_dir: Path,
+    live_server_database_args: list[str],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -38,9 +37,7 @@ def test_cli_grant_revoke_reaches_running_server(
     assert seeded.introspect(child)["active"] is True
     monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
 
-    code = main(
-        ["grant", "revoke", seeded.grant.id, "--data-dir", str(live_server_data_dir)]
-    )
+    code = main(["grant", "revoke", seeded.grant.id, *live_server_database_args])
 
     assert code == 0, capsys.readouterr().err
     deadline = time.monotonic() + DEADLINE_SECONDS

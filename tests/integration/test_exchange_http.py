@@ -15,7 +15,6 @@ import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +23,7 @@ import sqlalchemy
 
 from agentiam.api.context import ServerContext, close_context, open_context
 from agentiam.audit.queries import EventQuery, find_events
-from agentiam.config import load_settings
+from agentiam.config import Settings
 from agentiam.delegation.grants import Grant, GrantStore
 from agentiam.identity.classes import AgentClass, AgentClassStore
 from agentiam.identity.clients import ClientStore
@@ -291,12 +290,8 @@ def _seed(ctx: ServerContext, base_url: str) -> Seeded:
 
 
 @pytest.fixture
-def seeded(live_server: str, live_server_data_dir: Path) -> Iterator[Seeded]:
-    settings = load_settings(
-        environ={},
-        overrides={"data_dir": live_server_data_dir, "issuer": live_server},
-    )
-    ctx = open_context(settings, environ={"AGENTIAM_KEK": TEST_KEK})
+def seeded(live_server: str, live_server_settings: Settings) -> Iterator[Seeded]:
+    ctx = open_context(live_server_settings, environ={"AGENTIAM_KEK": TEST_KEK})
     try:
         yield _seed(ctx, live_server)
     finally:

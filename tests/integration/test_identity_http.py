@@ -5,14 +5,13 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from agentiam.api.context import ServerContext, close_context, open_context
-from agentiam.config import load_settings
+from agentiam.config import Settings
 from agentiam.delegation.grants import Grant, GrantStore
 from agentiam.identity.classes import AgentClass, AgentClassStore
 from agentiam.identity.passwords import hash_password
@@ -27,13 +26,9 @@ TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
 
 
 @pytest.fixture
-def server_ctx(live_server: str, live_server_data_dir: Path) -> Iterator[ServerContext]:
+def server_ctx(live_server_settings: Settings) -> Iterator[ServerContext]:
     """Open the live server's data dir in-process, with its issuer."""
-    settings = load_settings(
-        environ={},
-        overrides={"data_dir": live_server_data_dir, "issuer": live_server},
-    )
-    context = open_context(settings, environ={"AGENTIAM_KEK": TEST_KEK})
+    context = open_context(live_server_settings, environ={"AGENTIAM_KEK": TEST_KEK})
     try:
         yield context
     finally:

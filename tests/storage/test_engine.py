@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import event, inspect, text
 
 from agentiam.storage.engine import create_engine
-from agentiam.storage.errors import StorageError
+from agentiam.storage.errors import NulCharacterError, StorageError
 from agentiam.storage.migrate import upgrade
 
 
@@ -76,3 +76,13 @@ def test_savepoints_roll_back_and_fire_events(engine):
         ids = sorted(conn.exec_driver_sql("SELECT id FROM sp_items").scalars())
     assert ids == [1, 3]
     assert names == ["sa_savepoint_1"]
+
+
+@pytest.mark.postgres
+def test_postgres_rejects_nul_parameter_before_the_driver(postgres_engine):
+    with postgres_engine.connect() as conn:
+        with pytest.raises(NulCharacterError, match="U\\+0000"):
+            conn.execute(text("SELECT :value"), {"value": "a\x00b"})
+        conn.rollback()
+
+        assert conn.execute(text("SELECT :value"), {"value": "ab"}).scalar() == "ab"

@@ -7,18 +7,23 @@ SAVEPOINT, so the driver's transaction handling is turned off and SQLAlchemy emi
 connection with the execution option ``sqlite_immediate=True`` begins with
 ``BEGIN IMMEDIATE``, which takes the write lock at once; the group-commit writer
 uses it.
+
+PostgreSQL ``text`` and ``varchar`` cannot contain U+0000, and psycopg raises a
+``DataError`` for a parameter that does.  A PostgreSQL engine checks the string
+parameters of each statement first and raises ``NulCharacterError`` instead, so
+the HTTP API rejects a request that carries U+0000 with 400, not 500.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from agentiam.storage.errors import StorageError
+from agentiam.storage.errors import NulCharacterError, StorageError
 from agentiam.storage.files import prepare_sqlite_file
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -30,10 +35,30 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         return _run_savepoints_on_driver(_sqlite_engine(url, **kwargs))
     if url.startswith("postgresql+psycopg://"):
         engine = sqlalchemy.create_engine(url, pool_pre_ping=True, **kwargs)
+        event.listen(engine, "before_cursor_execute", _reject_nul_parameters)
         return _run_savepoints_on_driver(engine)
     raise StorageError(
         f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql+psycopg://"
     )
+
+
+def _reject_nul_parameters(
+    _conn: Connection,
+    _cursor: Any,
+    _statement: str,
+    parameters: Any,
+    _context: Any,
+    executemany: bool,
+) -> None:
+    """Raise ``NulCharacterError`` when a string parameter contains U+0000."""
+    for row in parameters if executemany else (parameters,):
+        values = row.values() if isinstance(row, Mapping) else row or ()
+        for value in values:
+            if isinstance(value, str) and "\x00" in value:
+                raise NulCharacterError(
+                    "a statement parameter contains the NUL character U+0000, "
+                    "which PostgreSQL cannot store in text"
+                )
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
