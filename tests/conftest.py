@@ -23,19 +23,16 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
-from tests.storage.conftest import POSTGRES_URL
+from tests.storage.conftest import postgres_schema
 
 from agentiam.api.context import ServerContext, close_context, open_context
 from agentiam.config import Settings, load_settings
-from agentiam.storage.engine import create_engine
 
 # A fixed KEK so tests never write data_dir/kek: 32 bytes as unpadded base64url.
 TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
@@ -57,6 +54,21 @@ def ctx(settings: Settings) -> Iterator[ServerContext]:
         yield context
     finally:
         close_context(context)
+
+
+@pytest.fixture
+def pg_ctx(tmp_path: Path) -> Iterator[ServerContext]:
+    """Yield a ServerContext on a fresh PostgreSQL schema, dropped afterwards."""
+    with postgres_schema("agentiam_ctx") as url:
+        settings = load_settings(
+            environ={},
+            overrides={"data_dir": tmp_path / "pg-data", "database_url": url},
+        )
+        context = open_context(settings, environ={"AGENTIAM_KEK": TEST_KEK})
+        try:
+            yield context
+        finally:
+            close_context(context)
 
 
 class ASGIClient:
@@ -123,19 +135,9 @@ def live_database(
         yield None
         return
 
-    schema = f"agentiam_live_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-            assert not list(live_server_data_dir.glob("*.db"))
-        finally:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
+    with postgres_schema("agentiam_live") as url:
+        yield url
+        assert not list(live_server_data_dir.glob("*.db"))
 
 
 @pytest.fixture

@@ -8,16 +8,13 @@ event.  Only the verbs that add something may create the directory.
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from tests.storage.conftest import POSTGRES_URL
+from tests.storage.conftest import postgres_schema
 
 from agentiam.cli.main import main
-from agentiam.storage.engine import create_engine
 
 TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
 
@@ -99,16 +96,8 @@ def test_memory_database_needs_no_file(
 @pytest.fixture
 def empty_schema() -> Iterator[str]:
     """The URL of a fresh, empty PostgreSQL schema, dropped afterwards."""
-    name = f"agentiam_cli_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{name}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
+    with postgres_schema("agentiam_cli") as url:
+        yield url
 
 
 @pytest.mark.postgres

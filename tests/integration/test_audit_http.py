@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from tests.conftest import TEST_KEK
-from tests.storage.conftest import POSTGRES_URL
 
 from agentiam.api.app import create_app
-from agentiam.api.context import ServerContext, close_context, open_context
 from agentiam.audit.chain import hash_from_b64url
 from agentiam.audit.events import AuditEvent
 from agentiam.audit.merkle import verify_consistency, verify_inclusion
 from agentiam.audit.routes import MAX_DECISION_ID_LENGTH
 from agentiam.audit.tables import audit_decision_ids
 from agentiam.audit.tree_head import verify_tree_head
-from agentiam.config import load_settings
 from agentiam.identity.clients import ClientStore
 from agentiam.identity.issuance import issue_session
 from agentiam.identity.passwords import hash_password
 from agentiam.identity.users import UserStore
-from agentiam.storage.engine import create_engine
 
 AUDIENCE = "https://support.example/api"
 AGENT = "spiffe://agentiam.local/agent/refund-worker/i-2"
@@ -319,38 +311,6 @@ def test_proofs_reject_bad_parameters(world, path, params, hint) -> None:
     response = world["client"].get(path, params=params, headers=world["admin"])
     assert response.status_code == 400
     assert hint in response.json()["error_description"]
-
-
-def _pg_settings(tmp_path, schema: str):
-    """Settings whose database is ``schema`` in the PostgreSQL test database."""
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    return load_settings(
-        environ={}, overrides={"data_dir": tmp_path / "pg-data", "database_url": url}
-    )
-
-
-@pytest.fixture
-def pg_ctx(tmp_path) -> Iterator[ServerContext]:
-    """A ServerContext on a fresh PostgreSQL schema, dropped afterwards.
-
-    A server that is down fails the test: the connection error propagates.
-    """
-    schema = f"agentiam_routes_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        context = open_context(
-            _pg_settings(tmp_path, schema), environ={"AGENTIAM_KEK": TEST_KEK}
-        )
-        try:
-            yield context
-        finally:
-            close_context(context)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -13,12 +13,11 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select, text
-from tests.storage.conftest import POSTGRES_URL
+from sqlalchemy import func, select
+from tests.storage.conftest import postgres_schema
 
 from agentiam.audit.tables import audit_events, tree_heads
 from agentiam.storage.engine import create_engine
@@ -30,18 +29,10 @@ DEMO_TIMEOUT_S = 240
 
 
 @pytest.fixture
-def schema() -> Iterator[str]:
-    """A fresh schema in the test database, dropped afterwards."""
-    name = f"agentiam_demo_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    try:
-        yield name
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
+def database_url() -> Iterator[str]:
+    """The URL of a fresh schema in the test database, dropped afterwards."""
+    with postgres_schema("agentiam_demo") as url:
+        yield url
 
 
 def _worker_denials(url: str) -> list[tuple[str, int, str]]:
@@ -81,8 +72,8 @@ def _count(url: str, table, *where) -> int:
         engine.dispose()
 
 
-def test_demo_runs_on_postgres(schema: str) -> None:
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+def test_demo_runs_on_postgres(database_url: str) -> None:
+    url = database_url
     env = {
         name: value
         for name, value in os.environ.items()
