@@ -163,7 +163,7 @@ def test_human_revoke_unknown_grant(seeded: Seeded) -> None:
         headers={"Authorization": f"Bearer {session}"},
     )
 
-    # The same answer as for another human's grant, so ids cannot be probed.
+    # The same response as for another human's grant, so ids cannot be probed.
     assert response.status_code == 404
     assert response.json() == {
         "error": "not_found",

@@ -87,7 +87,7 @@ async def revoke_own_grant(request: Request, ctx: ServerContext) -> Response:
     session = await require_session(request, ctx)
     grant_id = request.path_params["id"]
     grant = GrantStore(ctx.engine).get(grant_id)
-    # One answer for a grant that does not exist and one of another human.
+    # The same response for a grant that does not exist and one of another human.
     if grant is None or grant.user_id != session.sub:
         raise NotFoundError(f"Grant '{grant_id[:64]}' was not found.")
 
