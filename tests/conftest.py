@@ -41,6 +41,14 @@ SERVER_START_TIMEOUT = 30.0
 
 
 @pytest.fixture
+def cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give CLI commands the test KEK and no settings from the caller's shell."""
+    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
+    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Return default settings on a fresh data dir under ``tmp_path``."""
     return load_settings(environ={}, overrides={"data_dir": tmp_path / "data"})

@@ -23,18 +23,14 @@ from agentiam.audit.merkle import verify_inclusion
 from agentiam.cli.main import main
 from agentiam.config import load_settings
 
-TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
 # 300 events complete the nodes (6, 0..3), (7, 0), (7, 1) and (8, 0).
 EVENT_COUNT = 300
 ZERO_HASH = bytes(32)
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def data_dir(tmp_path: Path, cli_environment: None) -> Path:
     """A data dir whose log has 300 events and a signed tree head over them."""
-    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
-    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
     directory = tmp_path / "data"
     ctx = open_context(load_settings(environ={}, overrides={"data_dir": directory}))
     if ctx.audit.keyring is None:
@@ -127,11 +123,8 @@ def test_verify_break_text_node_hash(
 
 
 def test_verify_break_missing_data_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, cli_environment: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
-    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
     missing = tmp_path / "no-such-dir"
 
     assert main(["audit", "verify", "--data-dir", str(missing)]) == 1

@@ -16,17 +16,13 @@ from agentiam.audit.events import AuditEvent
 from agentiam.cli.main import main
 from agentiam.config import load_settings
 
-TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
 ORCHESTRATOR = "spiffe://agentiam.local/agent/orchestrator/i-1"
 WORKER = "spiffe://agentiam.local/agent/refund-worker/i-2"
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def data_dir(tmp_path: Path, cli_environment: None) -> Path:
     """A data dir with a grant approval, a task tree and one signed tree head."""
-    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
-    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
     directory = tmp_path / "data"
     ctx = open_context(load_settings(environ={}, overrides={"data_dir": directory}))
     if ctx.audit.keyring is None:
@@ -151,11 +147,8 @@ def test_sign_head(data_dir: Path, capsys) -> None:
 
 
 def test_verify_reports_deleted_node_without_repair(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    tmp_path: Path, cli_environment: None, capsys: pytest.CaptureFixture
 ):
-    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
-    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
     directory = tmp_path / "data"
     ctx = open_context(load_settings(environ={}, overrides={"data_dir": directory}))
 

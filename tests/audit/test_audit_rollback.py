@@ -26,15 +26,11 @@ from agentiam.cli.main import main
 from agentiam.config import load_settings
 from agentiam.jose import SigningKey, sign_jws
 
-TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
 EVENTS = 10
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
-    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+def data_dir(tmp_path: Path, cli_environment: None) -> Path:
     return tmp_path / "data"
 
 

@@ -17,16 +17,12 @@ from agentiam.audit.events import AuditEvent
 from agentiam.cli.main import main
 from agentiam.config import load_settings
 
-TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
 WORKER = "spiffe://agentiam.local/agent/refund-worker/i-2"
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def data_dir(tmp_path: Path, cli_environment: None) -> Path:
     """A data dir with a grant approval, a token exchange and a denied decision."""
-    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
-    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
     directory = tmp_path / "data"
     ctx = open_context(load_settings(environ={}, overrides={"data_dir": directory}))
     events = [

@@ -11,15 +11,10 @@ from agentiam.api.context import close_context, open_context
 from agentiam.cli.main import EXIT_USAGE, main
 from agentiam.config import load_settings
 
-TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
-
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def data_dir(tmp_path: Path, cli_environment: None) -> Path:
     """An empty data dir with its database created."""
-    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
-    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
     directory = tmp_path / "data"
     close_context(
         open_context(load_settings(environ={}, overrides={"data_dir": directory}))

@@ -16,16 +16,10 @@ from tests.storage.conftest import postgres_schema
 
 from agentiam.cli.main import main
 
-TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
-
 
 @pytest.fixture(autouse=True)
-def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
-    # The approval verbs read a password before they open the data directory.
-    monkeypatch.setenv("AGENTIAM_PASSWORD", "a long enough password")
-    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+def _environment(cli_environment: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGENTIAM_PASSWORD", raising=False)
 
 
 @pytest.mark.parametrize(
@@ -154,7 +148,6 @@ def test_approval_checks_database_before_password(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("AGENTIAM_PASSWORD")
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     missing = tmp_path / "missing"
 

@@ -12,16 +12,12 @@ from agentiam.config import load_settings
 from agentiam.identity.passwords import hash_password
 from agentiam.identity.users import UserStore
 
-TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
 PASSWORD = "alice-password-1"
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def data_dir(tmp_path: Path, cli_environment: None) -> Path:
     """A data dir whose only user is alice."""
-    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
-    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
     directory = tmp_path / "data"
     ctx = open_context(load_settings(environ={}, overrides={"data_dir": directory}))
     try:

@@ -19,8 +19,6 @@ from agentiam.identity.passwords import hash_password
 from agentiam.identity.users import UserStore
 from agentiam.revocation.tables import revocations
 
-TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
-
 
 def _grant(grant_id: str, user_id: str, now: float, **changes: object) -> Grant:
     fields: dict[str, object] = {
@@ -41,11 +39,8 @@ def _grant(grant_id: str, user_id: str, now: float, **changes: object) -> Grant:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def data_dir(tmp_path: Path, cli_environment: None) -> Path:
     """A data dir where gina has an active, an expired and a revoked grant."""
-    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
-    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
     directory = tmp_path / "data"
     ctx = open_context(load_settings(environ={}, overrides={"data_dir": directory}))
     now = ctx.clock()

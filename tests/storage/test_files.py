@@ -15,8 +15,6 @@ from agentiam.cli.main import main
 from agentiam.storage.engine import create_engine
 from agentiam.storage.files import prepare_data_dir, prepare_sqlite_file
 
-TEST_KEK = "dGVzdC1rZWstMzItYnl0ZXMtbG9uZy1mb3ItYWdlbnQ"
-
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
@@ -109,12 +107,7 @@ def test_prepare_sqlite_file_skips_memory(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_creates_private_data_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AGENTIAM_KEK", TEST_KEK)
-    for name in ("AGENTIAM_CONFIG", "AGENTIAM_DATA_DIR", "AGENTIAM_DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+def test_cli_creates_private_data_dir(tmp_path: Path, cli_environment: None) -> None:
     data_dir = tmp_path / "agentiam-data"
     password = tmp_path / "password.txt"
     password.write_text("a long enough password\n")

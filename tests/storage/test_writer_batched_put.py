@@ -1,8 +1,8 @@
 """submit_batched queues its item itself: it rejects the same writers as _put.
 
 ``submit_batched`` checks that the writer runs and puts the unit on the queue
-without calling ``_put``, so a writer that never started or was closed must
-still raise ``WriterClosedError``, and an item must still resolve only after the
+without calling ``_put``.  A writer that never started or was closed must still
+raise ``WriterClosedError``, and an item must still resolve only after the
 commit that contains it.
 """
 
