@@ -128,10 +128,11 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def ceiling(results: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any] | None:
-    """The rate of an exchange that cost only the HTTP stack and two signatures.
+    """Compute the exchange rate that the HTTP stack and two signatures allow.
 
-    The bare app's server CPU time per request plus one ES256 verify and one
-    ES256 sign, all on one core, against the peer's rate with wrk.
+    The cost is the bare app's server CPU time per request plus one ES256 verify
+    and one ES256 sign, all on one core, and the rate is compared with the
+    peer's rate with wrk.  Returns ``None`` when a figure is missing.
     """
     bare = summary.get("bare_http_closed")
     crypto = results.get("crypto")

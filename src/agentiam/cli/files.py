@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from agentiam.errors import AgentIAMError
+from agentiam.storage.files import is_shared_mode
 
 log = logging.getLogger(__name__)
 
 #: The mode of a file the CLI creates, such as an audit export: owner only, like
 #: the database file in the data directory.
 PRIVATE_FILE_MODE = 0o600
-# Any permission bit for the group or for other users.
-_SHARED_BITS = stat.S_IRWXG | stat.S_IRWXO
 
 
 class FileAccessError(AgentIAMError):
@@ -105,7 +104,7 @@ def create_private_file(role: str, path: str | Path) -> TextIO:
         ) from err
 
     mode = os.fstat(descriptor).st_mode
-    if stat.S_ISREG(mode) and stat.S_IMODE(mode) & _SHARED_BITS:
+    if stat.S_ISREG(mode) and is_shared_mode(mode):
         log.warning(
             "%s file %r is accessible to other users (mode %04o); "
             "run 'chmod 600 %s' to make it private",

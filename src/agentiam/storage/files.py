@@ -72,7 +72,12 @@ def prepare_sqlite_file(url: str) -> None:
     os.close(descriptor)
 
 
+def is_shared_mode(mode: int) -> bool:
+    """Return whether ``mode`` gives the group or other users any permission."""
+    return bool(stat.S_IMODE(mode) & _SHARED_BITS)
+
+
 def _warn_if_shared(path: Path, message: str) -> None:
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & _SHARED_BITS:
+    if is_shared_mode(mode):
         log.warning(message, extra={"path": str(path), "mode": f"{mode:04o}"})
